@@ -1,0 +1,59 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# Both create .venv if missing, install the package editable with its dev extra, compile the kernels,
+# then do their job. Both are idempotent.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BENCH_JSON := bench-results/bench.json
+
+.PHONY: all venv build run test bench bench-short lint typecheck clean
+
+all: build
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml setup.py
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=68" wheel "numpy>=1.26" "Cython>=3.1,<4"
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# cythonize recompiles only what changed, so this is cheap when nothing did.
+build: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+run: build
+	$(VENV)/bin/engine run
+
+test: build
+	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory bench-short
+
+# Short benchmark run for CI: measures every kernel beside its twin and fails on a ratio below its bar.
+bench-short: build
+	@mkdir -p bench-results
+	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-disable-gc \
+		--benchmark-min-rounds=5 --benchmark-max-time=0.05 --benchmark-json=$(BENCH_JSON) \
+		--benchmark-columns=median -p no:randomly > bench-results/pytest.log || (cat bench-results/pytest.log; exit 1)
+	$(PY) -m benchmarks.report $(BENCH_JSON) --check
+
+bench: build
+	@mkdir -p bench-results
+	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-disable-gc \
+		--benchmark-min-rounds=50 --benchmark-max-time=1.0 --benchmark-json=$(BENCH_JSON) \
+		--benchmark-columns=median > bench-results/pytest.log || (cat bench-results/pytest.log; exit 1)
+	$(PY) -m benchmarks.report $(BENCH_JSON) --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check engine tests benchmarks setup.py
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf build bench-results engine/_ext/*.so ext/*.c ext/*.html

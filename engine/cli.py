@@ -1,0 +1,54 @@
+"""The ``engine`` command: ``engine run`` and, as later issues add them, ``ctl``, ``venue``,
+``backtest`` and ``record``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from engine import __version__
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engine",
+        description="Futures trading engine for Binance USD-M and Bybit v5 linear perpetuals.",
+    )
+    parser.add_argument("--version", action="version", version=f"engine {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="start the engine (paper mode: a seeded market replayed through the kernels)",
+        description=(
+            "Start the engine. Until the trading engine lands, this replays a generated market (seeded "
+            "depth diffs and trades) through the order book and indicator kernels and prints a live "
+            "status line once a second. Ctrl-C stops it cleanly."
+        ),
+    )
+    run.add_argument("--config", metavar="PATH", help="config file (default: config/paper.toml)")
+    run.add_argument("--admin-socket", metavar="PATH", help="admin socket path")
+    run.add_argument("--seed", type=int, default=7, help="market generator seed (default 7)")
+    run.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long (default: run until Ctrl-C)"
+    )
+    run.add_argument(
+        "--rate", type=int, default=20_000, metavar="EVENTS_PER_S", help="market events per second to replay"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from engine.replay import run_replay
+
+        return run_replay(seed=args.seed, duration_s=args.duration, rate=args.rate)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())
