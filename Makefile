@@ -37,15 +37,14 @@ test: build
 # Short benchmark run for CI: measures every kernel beside its twin and fails on a ratio below its bar.
 bench-short: build
 	@mkdir -p bench-results
-	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-disable-gc \
-		--benchmark-min-rounds=5 --benchmark-max-time=0.05 --benchmark-json=$(BENCH_JSON) \
-		--benchmark-columns=median -p no:randomly > bench-results/pytest.log || (cat bench-results/pytest.log; exit 1)
+	ENGINE_BENCH_SHORT=1 $(PY) -m pytest -q benchmarks --benchmark-only --benchmark-disable-gc \
+		--benchmark-json=$(BENCH_JSON) --benchmark-columns=median > bench-results/pytest.log || (cat bench-results/pytest.log; exit 1)
 	$(PY) -m benchmarks.report $(BENCH_JSON) --check
 
 bench: build
 	@mkdir -p bench-results
 	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-disable-gc \
-		--benchmark-min-rounds=50 --benchmark-max-time=1.0 --benchmark-json=$(BENCH_JSON) \
+		--benchmark-json=$(BENCH_JSON) \
 		--benchmark-columns=median > bench-results/pytest.log || (cat bench-results/pytest.log; exit 1)
 	$(PY) -m benchmarks.report $(BENCH_JSON) --check
 

@@ -1,0 +1,1 @@
+"""Kernel benchmarks: every compiled kernel measured beside its pure-Python twin (and peers) in one run."""
