@@ -33,11 +33,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--admin-socket", metavar="PATH", help="admin socket path")
     run.add_argument("--seed", type=int, default=7, help="market generator seed (default 7)")
     run.add_argument(
-        "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long (default: run until Ctrl-C)"
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: run until Ctrl-C)",
     )
     run.add_argument(
         "--rate", type=int, default=20_000, metavar="EVENTS_PER_S", help="market events per second to replay"
     )
+
+    venue = commands.add_parser(
+        "venue",
+        help="run the local venue (Binance USD-M and Bybit v5 protocols on loopback) on its own",
+        description=(
+            "Run the local exchange: the real Binance USD-M and Bybit v5 (linear) REST and WebSocket "
+            "protocols on one port, with a matching engine and a seeded market behind them."
+        ),
+    )
+    venue.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
+    venue.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    venue.add_argument("--config", metavar="PATH", help="venue config file (TOML)")
+    venue.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="KEY:SECRET:USDT_BALANCE",
+        help="an account to create (repeatable); with none, one paper account is created",
+    )
+    venue.add_argument("--seed", type=int, default=7, help="market generator seed (default 7)")
     return parser
 
 
@@ -47,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine.replay import run_replay
 
         return run_replay(seed=args.seed, duration_s=args.duration, rate=args.rate)
+    if args.command == "venue":
+        from engine.venue.server import run_venue
+
+        return run_venue(
+            host=args.host, port=args.port, config_path=args.config, accounts=args.account, seed=args.seed
+        )
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown commands
 
 
