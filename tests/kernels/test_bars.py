@@ -143,7 +143,9 @@ def test_update_when_zero_size_only_then_vwap_is_close(impl: SimpleNamespace) ->
 
 
 @pytest.mark.parametrize("interval", [999, 0, -1000, 86_400_001])
-def test_init_when_interval_out_of_bounds_then_value_error_names_field(impl: SimpleNamespace, interval: int) -> None:
+def test_init_when_interval_out_of_bounds_then_value_error_names_field(
+    impl: SimpleNamespace, interval: int
+) -> None:
     with pytest.raises(ValueError, match=rf"interval_ms.*{interval}"):
         impl.BarBuilder(interval_ms=interval)
 
@@ -260,7 +262,9 @@ def oracle(trades: list[tuple[int, float, float]], interval: int) -> tuple[list[
     for i, start in enumerate(starts):
         g = groups[start]
         vwap = g.quote / g.volume if g.volume > 0 else g.close
-        bars.append((start, start + interval, g.open, g.high, g.low, g.close, g.volume, g.trades, vwap, g.quote))
+        bars.append(
+            (start, start + interval, g.open, g.high, g.low, g.close, g.volume, g.trades, vwap, g.quote)
+        )
         if i + 1 < len(starts):
             t = start + interval
             while t < starts[i + 1]:
@@ -318,7 +322,9 @@ def test_update_when_random_trades_then_compiled_pure_and_oracle_agree(
         max_size=60,
     )
 )
-def test_update_when_arbitrary_floats_then_compiled_and_pure_agree(trades: list[tuple[int, float, float]]) -> None:
+def test_update_when_arbitrary_floats_then_compiled_and_pure_agree(
+    trades: list[tuple[int, float, float]],
+) -> None:
     compiled = _run(IMPLS["compiled"], 1000, trades)
     pure = _run(IMPLS["pure"], 1000, trades)
     assert repr(compiled) == repr(pure)  # repr: huge price * size overflows to inf and vwap to NaN
