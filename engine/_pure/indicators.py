@@ -170,7 +170,9 @@ class EMA:
 class WMA:
     """Linearly weighted moving average (weights 1..period, newest heaviest)."""
 
-    __slots__ = ("_buf", "_count", "_divider", "_idx", "_sub", "_trailing", "_wsum", "period", "ready", "value")
+    __slots__ = (
+        "_buf", "_count", "_divider", "_idx", "_sub", "_trailing", "_wsum", "period", "ready", "value",
+    )  # fmt: skip
 
     def __init__(self, *, period: int) -> None:
         self.period: int = _period("period", period)
