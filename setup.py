@@ -55,6 +55,17 @@ def _extensions() -> list[Extension]:
     ]
 
 
+def _mode_changed() -> bool:
+    """True when the last build was made in the other mode (debug vs release): the generated C must be
+    regenerated then, since cythonize only compares timestamps."""
+    marker = ROOT / "build" / "kernel-build-mode"
+    mode = "debug" if DEBUG else "release"
+    previous = marker.read_text() if marker.exists() else None
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(mode)
+    return previous is not None and previous != mode
+
+
 _stage_pxd()
 directives: dict[str, object] = {"language_level": 3, "embedsignature": True}
 if DEBUG:
@@ -66,6 +77,7 @@ setup(
         include_path=[str(PXD_SHIM)],
         compiler_directives=directives,
         annotate=DEBUG,
+        force=_mode_changed(),
         quiet=True,
     ),
 )
