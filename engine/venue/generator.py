@@ -350,6 +350,43 @@ class MarketGenerator:
             events.append(depth)
         return events
 
+    def take(
+        self, *, is_buy: bool, lots: int, now_ms: int, limit_ticks: int | None = None
+    ) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
+        """An outside taker order (e.g. the venue's matching of a client's market or marketable limit
+        order) against the generated book: consume from the touch, up to ``limit_ticks`` if given.
+
+        Returns the fills as (price ticks, lots) from the touch outwards, and the events (one
+        ``aggTrade`` per level, then one ``depthUpdate``, with the far end refilled to keep the depth).
+        The last level of a side is never taken (the book stays two-sided); the rest of the order is
+        simply not filled.
+        """
+        if lots < 0:
+            raise ValueError(f"lots must be >= 0, got {lots}")
+        now_ms = max(int(now_ms), self._last_ms)
+        self._last_ms = now_ms
+        self._touched = {}
+        side = self._asks if is_buy else self._bids
+        fills: list[tuple[int, int]] = []
+        events: list[dict[str, Any]] = []
+        while lots > 0 and len(side) > 1:
+            price = side.best
+            if limit_ticks is not None and (price > limit_ticks if is_buy else price < limit_ticks):
+                break
+            avail = side.qty[price]
+            fill = min(lots, avail)
+            fills.append((price, fill))
+            events.append(self._trade(now_ms, price, fill, buyer_is_maker=not is_buy))
+            self._set(side, price, avail - fill)
+            lots -= fill
+        while len(side) < self.levels:
+            gap = 1 + (self._rng.random() < 0.15)
+            self._set(side, side.far - gap if side.is_bid else side.far + gap, self._level_qty())
+        depth = self._depth_event(now_ms)
+        if depth is not None:
+            events.append(depth)
+        return fills, events
+
     # -- internals -------------------------------------------------------------------------------
 
     def _level_qty(self) -> int:

@@ -245,3 +245,33 @@ def test_step_when_run_long_then_volatility_clusters() -> None:
     lag1 = sum((rv[i] - mu) * (rv[i + 1] - mu) for i in range(len(rv) - 1)) / den
     assert lag1 > 0.05
     assert math.isfinite(gen.variance) and gen.variance > 0
+
+
+@pytest.mark.parametrize("is_buy", [True, False])
+def test_take_when_outside_order_then_fills_from_touch_and_stream_stays_consistent(is_buy: bool) -> None:
+    gen = MarketGenerator(seed=8)
+    run(gen, 200)
+    oracle = OracleBook(gen.snapshot())
+    _, bids, asks = gen.book()
+    side = asks if is_buy else bids
+    want = side[0][1] + side[1][1] + 1  # sweeps two levels and part of the third
+    fills, events = gen.take(is_buy=is_buy, lots=want, now_ms=5_000)
+    assert fills == [side[0], side[1], (side[2][0], 1)]
+    trades = [e for e in events if e["e"] == "aggTrade"]
+    assert [(gen.format_price(p), gen.format_qty(q)) for p, q in fills] == [(t["p"], t["q"]) for t in trades]
+    assert all(t["m"] is (not is_buy) for t in trades)
+    for event in events + run(gen, 300, start_ms=6_000):
+        if event["e"] == "depthUpdate":
+            oracle.apply(event)
+    snap = gen.snapshot()
+    assert oracle.as_snapshot_lists() == (snap["bids"], snap["asks"])
+    _, bids, asks = gen.book()
+    assert len(bids) >= 100 and len(asks) >= 100 and bids[0][0] < asks[0][0]
+
+
+def test_take_when_limit_price_then_stops_there() -> None:
+    gen = MarketGenerator(seed=8)
+    _, _, asks = gen.book()
+    fills, _ = gen.take(is_buy=True, lots=10**9, now_ms=1, limit_ticks=asks[1][0])
+    assert fills == asks[:2]
+    assert gen.best_ask_ticks == asks[2][0]
