@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from benchmarks.harness import measure
-from engine._ext import bars as compiled
-from engine._pure import bars as pure
+from engine.kernels import load
+
+compiled = load("compiled")
+pure = load("pure")
 
 N_TRADES = 50_000
 
