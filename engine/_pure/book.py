@@ -31,6 +31,7 @@ PARSE_OFF_GRID = 6
 _PLAIN = re.compile(r"[0-9]*\.?[0-9]*")
 
 Level = tuple[int, int]
+_Levels = Sequence[Sequence[str | bytes]]
 
 
 def parse_units(text: str, scale: int, unit: int) -> tuple[int, int]:
@@ -146,7 +147,8 @@ class OrderBook:
         elif status == PARSE_OVERFLOW:
             why = f"overflows int64 {'ticks' if is_price else 'lots'}"
         elif status == PARSE_OFF_GRID:
-            why = f"is not a multiple of tick {self._tick}" if is_price else f"is not a multiple of lot {self._lot}"
+            unit = f"tick {self._tick}" if is_price else f"lot {self._lot}"
+            why = f"is not a multiple of {unit}"
         else:
             why = "is not a plain decimal number"
         return ValueError(f"{field} {value!r} {why}")
@@ -217,11 +219,11 @@ class OrderBook:
 
     # ---------------------------------------------------------------- Python API
 
-    def apply_snapshot(self, bids: Sequence[Sequence[str | bytes]], asks: Sequence[Sequence[str | bytes]]) -> None:
+    def apply_snapshot(self, bids: _Levels, asks: _Levels) -> None:
         """Replace the whole book (atomic; a crossed snapshot is rejected)."""
         self._apply_staged(self._stage(bids, "bids"), self._stage(asks, "asks"), True)
 
-    def apply_update(self, bids: Sequence[Sequence[str | bytes]], asks: Sequence[Sequence[str | bytes]]) -> None:
+    def apply_update(self, bids: _Levels, asks: _Levels) -> None:
         """Apply absolute levels (size 0 deletes); atomic: all or nothing."""
         self._apply_staged(self._stage(bids, "bids"), self._stage(asks, "asks"), False)
 

@@ -78,7 +78,9 @@ class _SyncBase:
     def _on_content_error(self) -> None:
         pass
 
-    def _stage_both(self, bids: object, asks: object, names: tuple[str, str]) -> tuple[list[Level], list[Level]]:
+    def _stage_both(
+        self, bids: object, asks: object, names: tuple[str, str]
+    ) -> tuple[list[Level], list[Level]]:
         try:
             return self.book._stage(bids, names[0]), self.book._stage(asks, names[1])
         except ValueError:
