@@ -2,6 +2,8 @@
 # ``from engine._ext.indicators cimport EMA, RSI, ...``. Each class's ``push`` is its update without
 # the Python call: a C call, usable without the GIL; the public fields are readable from C directly.
 
+cimport cython
+
 
 cdef struct MonoDeque:
     double* val
@@ -11,6 +13,7 @@ cdef struct MonoDeque:
     int size
 
 
+@cython.final
 cdef class SMA:
     cdef readonly int period
     cdef readonly double value
@@ -24,6 +27,7 @@ cdef class SMA:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class EMA:
     cdef readonly int period
     cdef readonly double value
@@ -36,6 +40,7 @@ cdef class EMA:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class WMA:
     cdef readonly int period
     cdef readonly double value
@@ -52,6 +57,7 @@ cdef class WMA:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class StdDev:
     cdef readonly int period
     cdef readonly double value
@@ -67,6 +73,7 @@ cdef class StdDev:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class RSI:
     cdef readonly int period
     cdef readonly double value
@@ -80,6 +87,7 @@ cdef class RSI:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class ATR:
     cdef readonly int period
     cdef readonly double value
@@ -92,6 +100,7 @@ cdef class ATR:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class MACD:
     cdef readonly int fast
     cdef readonly int slow
@@ -116,6 +125,7 @@ cdef class MACD:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class Bollinger:
     cdef readonly int period
     cdef readonly double k
@@ -133,6 +143,7 @@ cdef class Bollinger:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class VWAP:
     cdef readonly long long session_ms
     cdef readonly double value
@@ -147,6 +158,7 @@ cdef class VWAP:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class Supertrend:
     cdef readonly int period
     cdef readonly double k
@@ -166,6 +178,7 @@ cdef class Supertrend:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class Donchian:
     cdef readonly int period
     cdef readonly double upper
@@ -181,6 +194,7 @@ cdef class Donchian:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class OBV:
     cdef readonly double value
     cdef readonly bint ready
@@ -190,6 +204,7 @@ cdef class OBV:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class WaveTrend:
     cdef readonly int channel
     cdef readonly int average
@@ -212,6 +227,7 @@ cdef class WaveTrend:
     cdef void clear(self) noexcept nogil
 
 
+@cython.final
 cdef class IndicatorSet:
     cdef readonly double ema
     cdef readonly double rsi

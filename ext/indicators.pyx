@@ -12,6 +12,7 @@ Donchian keeps monotonic deques. Each class's ``update`` is a thin wrapper over 
 in ``indicators.pxd``, callable without the GIL); the batch functions run ``push`` in ``nogil`` loops.
 """
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport NAN, fabs, sqrt
 
@@ -78,6 +79,7 @@ cdef double* _alloc(int n) except NULL:
     return p
 
 
+@cython.final
 cdef class SMA:
     """Simple moving average over the last ``period`` values."""
 
@@ -124,6 +126,7 @@ cdef class SMA:
         self.clear()
 
 
+@cython.final
 cdef class EMA:
     """Exponential moving average, k = 2 / (period + 1), seeded with the SMA of the first values."""
 
@@ -156,6 +159,7 @@ cdef class EMA:
         self.clear()
 
 
+@cython.final
 cdef class WMA:
     """Linearly weighted moving average (weights 1..period, newest heaviest)."""
 
@@ -208,6 +212,7 @@ cdef class WMA:
         self.clear()
 
 
+@cython.final
 cdef class StdDev:
     """Population standard deviation over the last ``period`` values (TA-Lib STDDEV, nbdev=1)."""
 
@@ -284,6 +289,7 @@ cdef inline double _rsi(double gain, double loss) noexcept nogil:
     return 100.0 * (gain / total) if total != 0.0 else 0.0
 
 
+@cython.final
 cdef class RSI:
     """Relative strength index with Wilder smoothing (TA-Lib RSI)."""
 
@@ -335,6 +341,7 @@ cdef class RSI:
         self.clear()
 
 
+@cython.final
 cdef class ATR:
     """Average true range with Wilder smoothing (TA-Lib ATR)."""
 
@@ -380,6 +387,7 @@ cdef class ATR:
         self.clear()
 
 
+@cython.final
 cdef class MACD:
     """MACD line, signal and histogram with TA-Lib's seeding (both EMAs aligned at ``slow - 1``)."""
 
@@ -465,6 +473,7 @@ cdef class MACD:
         self.clear()
 
 
+@cython.final
 cdef class Bollinger:
     """Bollinger bands: SMA middle, bands at +/- k population standard deviations."""
 
@@ -512,6 +521,7 @@ cdef class Bollinger:
         self.clear()
 
 
+@cython.final
 cdef class VWAP:
     """Session volume-weighted average price; a ``ts_ms`` in a later session restarts the session."""
 
@@ -554,7 +564,9 @@ cdef class VWAP:
             raise ValueError(f"volume must be >= 0, got {volume}")
         if ts_ms is None:
             return self.push(price, volume)
-        ts = operator.index(ts_ms)
+        if not isinstance(ts_ms, int):
+            ts_ms = operator.index(ts_ms)
+        ts = ts_ms
         if ts < 0:
             raise ValueError(f"ts_ms must be >= 0, got {ts}")
         return self.push_ts(price, volume, ts)
@@ -564,6 +576,7 @@ cdef class VWAP:
         self.clear()
 
 
+@cython.final
 cdef class Supertrend:
     """TradingView Supertrend (RMA ATR, final-band carry); ``direction`` +1 up / -1 down."""
 
@@ -644,16 +657,22 @@ cdef inline double _mono_push(MonoDeque* q, long long i, double x, bint is_max) 
     cdef int back, pos
     # drop the front when it left the window
     if q.size and q.idx[q.head] <= i - n:
-        q.head = (q.head + 1) % n
+        q.head += 1
+        if q.head == n:
+            q.head = 0
         q.size -= 1
     # drop from the back everything the new value dominates
     while q.size:
-        back = (q.head + q.size - 1) % n
+        back = q.head + q.size - 1
+        if back >= n:
+            back -= n
         if (q.val[back] <= x) if is_max else (q.val[back] >= x):
             q.size -= 1
         else:
             break
-    pos = (q.head + q.size) % n
+    pos = q.head + q.size
+    if pos >= n:
+        pos -= n
     q.val[pos] = x
     q.idx[pos] = i
     q.size += 1
@@ -671,6 +690,7 @@ cdef int _mono_init(MonoDeque* q, int n) except -1:
     return 0
 
 
+@cython.final
 cdef class Donchian:
     """Donchian channel: highest high and lowest low of the last ``period`` bars, and their mean."""
 
@@ -720,6 +740,7 @@ cdef class Donchian:
         self.clear()
 
 
+@cython.final
 cdef class OBV:
     """On-balance volume (TA-Lib OBV: the first value is the first volume)."""
 
@@ -749,6 +770,7 @@ cdef class OBV:
         self.clear()
 
 
+@cython.final
 cdef class WaveTrend:
     """LazyBear's WaveTrend oscillator (VuManChu Cipher B defaults) with Pine-style EMAs."""
 
@@ -803,6 +825,7 @@ cdef class WaveTrend:
         self.clear()
 
 
+@cython.final
 cdef class IndicatorSet:
     """EMA, RSI, ATR, MACD and Bollinger updated together by one ``update(high, low, close)``."""
 

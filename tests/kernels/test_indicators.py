@@ -3,7 +3,6 @@ VWAP), hand cases, edge cases; compiled and pure against each other; batch again
 
 from __future__ import annotations
 
-import importlib  # TEMP until engine.kernels imports (booksync not yet built)
 import itertools
 import math
 from types import SimpleNamespace
@@ -16,16 +15,7 @@ import talib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-
-def load(kind: str) -> SimpleNamespace:  # TEMP: stands in for engine.kernels.load
-    module = importlib.import_module(f"engine.{'_ext' if kind == 'compiled' else '_pure'}.indicators")
-    return SimpleNamespace(**{name: getattr(module, name) for name in module.__all__})
-
-
-@pytest.fixture(params=["compiled", "pure"], ids=["compiled", "pure"])
-def impl(request: pytest.FixtureRequest) -> SimpleNamespace:  # TEMP: shadows conftest's impl
-    return load(request.param)
-
+from engine.kernels import load
 
 Arr = npt.NDArray[np.float64]
 SEEDS = (1, 7, 42)
