@@ -74,9 +74,7 @@ def _check_venue_invariants(_venue_registry: list[Exchange]) -> Iterator[None]:
 
 
 @pytest.fixture
-def make_exchange(
-    clock: ManualClock, _venue_registry: list[Exchange]
-) -> Callable[..., Exchange]:
+def make_exchange(clock: ManualClock, _venue_registry: list[Exchange]) -> Callable[..., Exchange]:
     """Build a core on the manual clock; ``scripted=True`` replaces the generator by a
     :class:`ManualSource` crowd book per symbol (static unless the test changes it), no mark
     premium, and funding every 60 s. Extra keyword arguments go to :class:`Exchange`."""
