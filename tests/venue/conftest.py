@@ -4,7 +4,7 @@ test that built a core through these fixtures."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 
 import pytest
@@ -13,8 +13,9 @@ from engine.venue.exchange import Exchange
 from engine.venue.instruments import default_instruments
 from engine.venue.market import CrowdSource, ManualSource
 from engine.venue.model import VenueEvent
+from engine.venue.server import AccountSpec, VenueServer
 
-__all__ = ["START_MS", "ManualClock", "crowd_book"]
+__all__ = ["START_MS", "VENUE_KEY", "VENUE_SECRET", "ManualClock", "crowd_book"]
 
 #: one second after an 8-hour funding boundary
 START_MS = (1_700_000_000_000 // 28_800_000) * 28_800_000 + 1_000
@@ -37,12 +38,12 @@ class ManualClock:
 
 
 def crowd_book(
-    mid: Decimal, tick: Decimal, qty: Decimal, levels: int = 10
+    best_ask: Decimal, tick: Decimal, qty: Decimal, levels: int = 10
 ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-    """A symmetric crowd book: best bid ``mid - tick/2``... i.e. bids at ``mid - k*tick`` (k >= 1)
-    and asks at ``mid + (k-1)*tick``, ``qty`` at each of ``levels`` levels per side."""
-    bids = [(mid - tick * k, qty) for k in range(1, levels + 1)]
-    asks = [(mid + tick * k, qty) for k in range(levels)]
+    """A crowd book around ``best_ask``: bids at ``best_ask - k*tick`` (k = 1..levels) and asks at
+    ``best_ask + k*tick`` (k = 0..levels-1), ``qty`` at each level."""
+    bids = [(best_ask - tick * k, qty) for k in range(1, levels + 1)]
+    asks = [(best_ask + tick * k, qty) for k in range(levels)]
     return bids, asks
 
 
@@ -122,3 +123,23 @@ def events(scripted: Exchange) -> list[VenueEvent]:
     got: list[VenueEvent] = []
     scripted.add_listener(got.append)
     return got
+
+
+# ---- the whole venue on a free loopback port (Binance front-end tests) ------------------------------
+
+VENUE_KEY = "venue-test-key"
+VENUE_SECRET = "venue-test-secret"
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[VenueServer]:
+    """A running venue (seeded generator market, wall clock) with one account of 100,000 USDT;
+    the core's invariants are checked when the test ends."""
+    server = VenueServer(
+        accounts=[AccountSpec(key=VENUE_KEY, secret=VENUE_SECRET, usdt=D("100000"))], tick_ms=20
+    )
+    async with server:
+        yield server
+        check = getattr(server.core, "check_invariants", None)
+        if check is not None:
+            check()
