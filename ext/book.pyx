@@ -54,7 +54,9 @@ cdef int parse_units(const char* s, Py_ssize_t n, int scale, int64_t unit, int64
         if 0 <= d <= 9:
             digits = True
             if frac < scale:
-                if v > (INT64_MAX - d) // 10:
+                if v < 922337203685477579LL:  # (INT64_MAX - 9) // 10: no overflow possible
+                    v = v * 10 + d
+                elif v > (INT64_MAX - d) // 10:
                     overflow = True
                 else:
                     v = v * 10 + d

@@ -79,6 +79,12 @@ cdef inline cptr _ws(cptr p, cptr e) noexcept nogil:
     return p
 
 
+cdef unsigned char _PLAIN[256]
+cdef int _i
+for _i in range(256):
+    _PLAIN[_i] = 1 if (0x20 <= _i < 0x80 and _i != 34 and _i != 92) else 0
+
+
 cdef inline int _hex4(cptr p, cptr e) noexcept nogil:
     cdef int v = 0, i, c
     if e - p < 4:
@@ -103,6 +109,10 @@ cdef cptr _string(cptr p, cptr e, bint* esc) noexcept nogil:
     p += 1
     esc[0] = False
     while p < e:
+        while p < e and _PLAIN[p[0]]:   # the common bytes, one table load each
+            p += 1
+        if p >= e:
+            return NULL
         c = p[0]
         if c == 34:
             return p + 1
