@@ -3,6 +3,8 @@
 # then do their job. Both are idempotent.
 
 PYTHON ?= python3
+# One BLAS thread: numpy's OpenBLAS pool otherwise busy-spins beside the benchmarks on 2 cores.
+export OPENBLAS_NUM_THREADS := 1
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed

@@ -5,8 +5,16 @@ Exceptions are for faults. A risk denial is a value with a reason, never an exce
     EngineError
     ├── ConfigError            a config file or value is invalid (names the file, key and reason)
     ├── KernelUnavailable      the compiled kernels are not built and ENGINE_PUREPYTHON is not set
-    └── MarketDataError        market data that cannot be applied
-        └── MalformedMessage   an exchange message that cannot be parsed (counted and dropped)
+    ├── MarketDataError        market data that cannot be applied
+    │   └── MalformedMessage   an exchange message that cannot be parsed (counted and dropped)
+    └── VenueError             a venue refused or failed a request (venue, code, message)
+        ├── RateLimited        429 / Bybit 10006: back off until ``retry_after_s``
+        │   └── Banned         418 / Bybit 403: no requests until ``until_ms``
+        ├── AuthFailed         bad key, signature or permission (-1022, -2014, -2015 / 10003, 10004, 10005)
+        ├── ClockSkew          timestamp outside the receive window (-1021 / 10002)
+        ├── VenueUnavailable   5xx, time-out, disconnect: the outcome of a write is UNKNOWN
+        └── OrderRejected      the venue refused an order or cancel; ``reason`` is one of REJECT_REASONS
+            └── InsufficientMargin
 
 Kernels in ``ext/`` import nothing of ``engine`` (see DESIGN.md), so they signal bad input with the
 built-in ``ValueError`` (naming the field and the value); the adapter edge turns that into
@@ -16,12 +24,41 @@ built-in ``ValueError`` (naming the field and the value); the adapter edge turns
 from __future__ import annotations
 
 __all__ = [
+    "REJECT_REASONS",
+    "AuthFailed",
+    "Banned",
+    "ClockSkew",
     "ConfigError",
     "EngineError",
+    "InsufficientMargin",
     "KernelUnavailable",
     "MalformedMessage",
     "MarketDataError",
+    "OrderRejected",
+    "RateLimited",
+    "VenueError",
+    "VenueUnavailable",
 ]
+
+#: Venue-agnostic reasons an order request is refused (``OrderRejected.reason``).
+REJECT_REASONS = frozenset(
+    {
+        "precision",  # price off tick, qty off step, too many decimals
+        "min_notional",
+        "qty_out_of_range",
+        "price_out_of_range",
+        "reduce_only",  # would increase the position, or nothing to reduce
+        "post_only",  # post-only would take liquidity
+        "fok_unfilled",
+        "would_trigger_immediately",
+        "insufficient_margin",
+        "unknown_order",  # cancel/query of an order the venue does not know (or already closed)
+        "duplicate_client_id",
+        "position_side",  # positionSide/positionIdx does not match the account's position mode
+        "invalid",  # any other parameter error
+        "other",
+    }
+)
 
 
 class EngineError(Exception):
@@ -48,3 +85,52 @@ class MarketDataError(EngineError):
 
 class MalformedMessage(MarketDataError):
     """An exchange message that cannot be parsed; it is counted and dropped."""
+
+
+class VenueError(EngineError):
+    """A venue refused or failed a request. ``code`` is the venue's own code (e.g. -2019, 110007)."""
+
+    def __init__(self, *, venue: str, code: int | None, message: str) -> None:
+        self.venue = venue
+        self.code = code
+        self.message = message
+        super().__init__(f"{venue}: {message}" + (f" (code {code})" if code is not None else ""))
+
+
+class RateLimited(VenueError):
+    def __init__(self, *, venue: str, code: int | None, message: str, retry_after_s: float) -> None:
+        super().__init__(venue=venue, code=code, message=message)
+        self.retry_after_s = retry_after_s
+
+
+class Banned(RateLimited):
+    def __init__(
+        self, *, venue: str, code: int | None, message: str, until_ms: int, retry_after_s: float
+    ) -> None:
+        super().__init__(venue=venue, code=code, message=message, retry_after_s=retry_after_s)
+        self.until_ms = until_ms
+
+
+class AuthFailed(VenueError):
+    pass
+
+
+class ClockSkew(VenueError):
+    pass
+
+
+class VenueUnavailable(VenueError):
+    """5xx, time-out or disconnect. For a write, the outcome is unknown: reconcile before retrying."""
+
+
+class OrderRejected(VenueError):
+    def __init__(self, *, venue: str, code: int | None, message: str, reason: str) -> None:
+        if reason not in REJECT_REASONS:
+            raise ValueError(f"unknown reject reason {reason!r}")
+        super().__init__(venue=venue, code=code, message=message)
+        self.reason = reason
+
+
+class InsufficientMargin(OrderRejected):
+    def __init__(self, *, venue: str, code: int | None, message: str) -> None:
+        super().__init__(venue=venue, code=code, message=message, reason="insufficient_margin")

@@ -59,4 +59,4 @@ def load(kind: Kind) -> SimpleNamespace:
 
 _active = load(IMPLEMENTATION)
 globals().update(vars(_active))
-__all__ = ["IMPLEMENTATION", "MODULES", "load", *sorted(vars(_active))]  # noqa: PLE0604
+__all__ = ["IMPLEMENTATION", "MODULES", "load", *sorted(vars(_active))]

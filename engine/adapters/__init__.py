@@ -1,0 +1,1 @@
+"""Exchange adapters: one exchange-agnostic interface (``base.ExchangeAdapter``), one package per venue."""
