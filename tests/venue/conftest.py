@@ -13,7 +13,7 @@ from engine.venue.exchange import Exchange
 from engine.venue.instruments import default_instruments
 from engine.venue.market import CrowdSource, ManualSource
 from engine.venue.model import VenueEvent
-from engine.venue.server import AccountSpec, VenueServer
+from engine.venue.server import AccountSpec, ShiftableClock, VenueConfig, VenueServer
 
 __all__ = ["START_MS", "VENUE_KEY", "VENUE_SECRET", "ManualClock", "crowd_book"]
 
@@ -132,11 +132,49 @@ VENUE_SECRET = "venue-test-secret"
 
 
 @pytest.fixture
-async def venue() -> AsyncIterator[VenueServer]:
-    """A running venue (seeded generator market, wall clock) with one account of 100,000 USDT;
-    the core's invariants are checked when the test ends."""
+async def venue(request: pytest.FixtureRequest) -> AsyncIterator[VenueServer]:
+    """A running venue on a free loopback port with one account (``VENUE_KEY``, 100,000 USDT).
+
+    Options by indirect parametrisation (``@pytest.mark.parametrize("venue", [{...}], indirect=True)``):
+    ``scripted`` (static crowd books as in ``scripted``, BTCUSDT 59999.9 / 60000.0, 1 BTC a level,
+    instead of the seeded generator), ``funding_interval_s``, ``limits`` (``BinanceLimits``),
+    ``listen_key_validity_ms``, ``ws_queue_limit``, ``tick_ms``. The core's invariants are checked
+    when the test ends.
+    """
+    opts: dict[str, object] = dict(getattr(request, "param", {}) or {})
+    config_kwargs: dict[str, object] = {}
+    for name in ("funding_interval_s", "listen_key_validity_ms", "ws_queue_limit"):
+        if name in opts:
+            config_kwargs[name] = opts[name]
+    if "limits" in opts:
+        config_kwargs["rate_limits"] = opts["limits"]
+    config = VenueConfig(**config_kwargs)  # type: ignore[arg-type]
+    core = None
+    clock = None
+    if opts.get("scripted"):
+        clock = ShiftableClock()
+        specs = default_instruments()
+        sources: dict[str, CrowdSource] = {}
+        for symbol, (ask, qty) in _BOOKS.items():
+            tick = specs[symbol].tick_size
+            bids, asks = crowd_book(ask, tick, qty)
+            sources[symbol] = ManualSource(
+                tick_size=tick, lot_size=specs[symbol].lot_size, bids=bids, asks=asks
+            )
+        funding = opts.get("funding_interval_s")
+        core = Exchange(
+            clock=clock,
+            sources=sources,
+            premium_weight=D(0),
+            start_prices={s: a for s, (a, _) in _BOOKS.items()},
+            funding_interval_ms=int(funding) * 1000 if isinstance(funding, int) else None,
+        )
     server = VenueServer(
-        accounts=[AccountSpec(key=VENUE_KEY, secret=VENUE_SECRET, usdt=D("100000"))], tick_ms=20
+        accounts=[AccountSpec(key=VENUE_KEY, secret=VENUE_SECRET, usdt=D("100000"))],
+        tick_ms=int(opts.get("tick_ms", 20)),  # type: ignore[call-overload]
+        config=config,
+        core=core,
+        clock=clock,
     )
     async with server:
         yield server
