@@ -10,6 +10,7 @@ on it and the conftest's autouse invariant check covers it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +38,8 @@ __all__ = [
     "WallClock",
     "clock",
     "local_websocket",
+    "market_venue",
+    "serve",
     "venue",
     "wait_for",
 ]
@@ -136,13 +139,9 @@ class BybitVenue:
         self.core.advance(self.clock())
 
 
-@pytest.fixture
-async def venue(make_exchange: Callable[..., Exchange], clock: WallClock) -> AsyncIterator[BybitVenue]:
-    """The scripted core (accounts ``alice`` and ``bob``, 100,000 USDT each; BTCUSDT crowd book
-    59999.9 / 60000.0 with 1 BTC a level, ten levels a side) behind the Bybit front-end."""
-    core = make_exchange(scripted=True)
-    core.add_account(api_key="alice", api_secret="alice-secret", deposit=D("100000"))
-    core.add_account(api_key="bob", api_secret="bob-secret", deposit=D("100000"))
+@contextlib.asynccontextmanager
+async def serve(core: Exchange, clock: WallClock) -> AsyncIterator[BybitVenue]:
+    """The Bybit front-end over ``core`` on a free loopback port, for the duration of the block."""
     ctx = VenueContext(core=core)
     app = web.Application()
     setup(app, ctx, rate_limits={"/v5/order/create": 50})
@@ -150,8 +149,7 @@ async def venue(make_exchange: Callable[..., Exchange], clock: WallClock) -> Asy
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    addresses = runner.addresses
-    port = int(addresses[0][1])
+    port = int(runner.addresses[0][1])
     state = BybitVenue(core=core, ctx=ctx, clock=clock, port=port, hub=app[BYBIT_HUB_KEY])
     try:
         yield state
@@ -159,6 +157,32 @@ async def venue(make_exchange: Callable[..., Exchange], clock: WallClock) -> Asy
         for ws in state.sockets:
             await asyncio.to_thread(ws.exit)
         await runner.cleanup()
+
+
+def _accounts(core: Exchange) -> None:
+    core.add_account(api_key="alice", api_secret="alice-secret", deposit=D("100000"))
+    core.add_account(api_key="bob", api_secret="bob-secret", deposit=D("100000"))
+
+
+@pytest.fixture
+async def venue(make_exchange: Callable[..., Exchange], clock: WallClock) -> AsyncIterator[BybitVenue]:
+    """The scripted core (accounts ``alice`` and ``bob``, 100,000 USDT each; BTCUSDT crowd book
+    59999.9 / 60000.0 with 1 BTC a level, ten levels a side; funding every 60 s) behind the Bybit
+    front-end. The market only moves when the test scripts it."""
+    core = make_exchange(scripted=True)
+    _accounts(core)
+    async with serve(core, clock) as state:
+        yield state
+
+
+@pytest.fixture
+async def market_venue(make_exchange: Callable[..., Exchange], clock: WallClock) -> AsyncIterator[BybitVenue]:
+    """The seeded generator market (seed 7, 100 levels a side) behind the Bybit front-end: every
+    ``advance(100)`` is one market step with book changes and trades."""
+    core = make_exchange()
+    _accounts(core)
+    async with serve(core, clock) as state:
+        yield state
 
 
 def dumps(obj: object) -> str:
