@@ -526,6 +526,20 @@ def test_indicator_set_when_fed_then_equals_separate_classes(
     assert not s.ready and math.isnan(s.ema) and math.isnan(s.bb_upper)
 
 
+def test_indicator_set_values_when_fed_then_attributes_in_documented_order(impl: SimpleNamespace) -> None:
+    s = impl.IndicatorSet()
+    names = ("ema", "rsi", "atr", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower")
+    high, low, close, _ = walk(13, n=60)
+    for h, lo, c in zip(high.tolist(), low.tolist(), close.tolist(), strict=True):
+        s.update(h, lo, c)
+        values = s.values()
+        assert isinstance(values, tuple)
+        assert np.array_equal(values, [getattr(s, name) for name in names], equal_nan=True)
+    assert s.ready
+    s.reset()
+    assert all(math.isnan(v) for v in s.values())
+
+
 # --- reset -----------------------------------------------------------------------------------------
 
 FACTORIES: dict[str, tuple[dict[str, Any], int]] = {
