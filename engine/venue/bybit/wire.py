@@ -138,7 +138,9 @@ class InstrumentFormat:
         return fmt_decimal(value, self.qty_places)
 
     def level(self, price: Decimal, qty: Decimal) -> list[str]:
-        return [fmt_decimal(price, self.price_places), fmt_decimal(qty, self.qty_places)]
+        """A book level; a deletion's size is ``"0"`` exactly, as Bybit sends it."""
+        size = "0" if qty == _ZERO else fmt_decimal(qty, self.qty_places)
+        return [fmt_decimal(price, self.price_places), size]
 
 
 # ---- request values -------------------------------------------------------------------------------
@@ -540,6 +542,8 @@ def position_entry(
     if ws:
         entry["entryPrice"] = entry.pop("avgPrice")
         entry["sessionAvgPrice"] = ""
+        entry["positionIMByMp"] = entry["positionIM"]
+        entry["positionMMByMp"] = entry["positionMM"]
         entry["category"] = "linear"
     return entry
 
