@@ -369,9 +369,11 @@ class VenueServer:
         site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
         await site.start()
         self._runner = runner
-        server = site._server
-        assert server is not None and isinstance(server, asyncio.base_events.Server)
-        self._port = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None)  # asyncio and uvloop servers both have them
+        if not sockets:
+            await runner.cleanup()
+            raise OSError(f"the venue could not bind {self.host}:{self._port}")
+        self._port = int(sockets[0].getsockname()[1])
         self._ticker = asyncio.create_task(self._tick_loop(), name="venue-ticker")
         log.info("venue_started host=%s port=%d accounts=%d", self.host, self._port, len(self.accounts))
 

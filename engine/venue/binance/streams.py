@@ -645,6 +645,10 @@ class BinanceStreams:
     def connection_count(self) -> int:
         return len(self._conns)
 
+    def queued_messages(self) -> int:
+        """Frames waiting in every connection's outgoing queue (for throughput runs)."""
+        return sum(len(conn.queue) for conn in self._conns)
+
     def channel_keys(self) -> Iterable[str]:
         return self._channels.keys()
 

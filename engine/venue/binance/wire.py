@@ -675,6 +675,8 @@ def order_trade_update_event(
             "ot": order.type.value,
             "ps": order.position_side.value,
             "cp": order.close_position,
+            "AP": "0",
+            "cr": "0",
             "rp": money(fill.realized_pnl if fill else _ZERO),
             "pP": False,
             "si": 0,
