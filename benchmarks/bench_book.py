@@ -94,21 +94,26 @@ def _peer_snapshot() -> PeerBook:
 
 
 def _peer_apply(ob: PeerBook, b: list[list[str]], a: list[list[str]]) -> None:
+    """The package's documented use: float keys and sizes set per level, size 0 deleting (if present).
+
+    Each string is converted once; ``bids[price] = size`` is a dict store that marks the side's sorted-key
+    cache dirty, and ``in`` / ``del`` are dict operations, so this is as cheap as the package allows.
+    """
     bids, asks = ob.bids, ob.asks
     for p, q in b:
+        fp = float(p)
         fq = float(q)
-        if fq == 0.0:
-            if float(p) in bids:
-                del bids[float(p)]
-        else:
-            bids[float(p)] = fq
+        if fq:
+            bids[fp] = fq
+        elif fp in bids:
+            del bids[fp]
     for p, q in a:
+        fp = float(p)
         fq = float(q)
-        if fq == 0.0:
-            if float(p) in asks:
-                del asks[float(p)]
-        else:
-            asks[float(p)] = fq
+        if fq:
+            asks[fp] = fq
+        elif fp in asks:
+            del asks[fp]
 
 
 # ------------------------------------------------------------------ book.apply_update (decoded levels)
@@ -149,22 +154,34 @@ def test_apply_update(benchmark: Any, role: str) -> None:
 # ------------------------------------------------------------------ book.bytes_path (raw frame -> top)
 
 
-@pytest.mark.parametrize("role", ["kernel", "twin", "peer:orjson+orderbook"])
+# The peer reads the top of book with ``side.index(0)``, the package's documented (and only) positional
+# read. Its C source (``sorteddict.c``) keeps the sorted keys as a cache rebuilt on the first read after
+# any change -- ``PyDict_Keys`` + ``PyList_Sort`` + a tuple copy of the whole side -- and every ordered
+# read (``index``, ``keys``, ``to_list``, ``to_dict``, iteration) goes through that rebuild; ``max_depth``
+# only slices the result. With this stream's 1000-level sides that rebuild is most of the peer's time, so
+# the ``noread`` row (decode + apply, no top-of-book read: less work than the kernel does) is reported
+# beside it as the package's floor; the 8x target is held against the full peer, which does the same work.
+
+
+@pytest.mark.parametrize("role", ["kernel", "twin", "peer:orjson+orderbook", "peer:orjson+orderbook-noread"])
 def test_bytes_path(benchmark: Any, role: str) -> None:
     state: dict[str, Any] = {}
-    if role == "peer:orjson+orderbook":
+    if role.startswith("peer:"):
         loads = orjson.loads
+        read_top = role == "peer:orjson+orderbook"
 
         def setup() -> None:
             state["ob"] = _peer_snapshot()
 
         def run() -> None:
             ob = state["ob"]
+            bids, asks = ob.bids, ob.asks
             for raw in RAW:
                 m = loads(raw)
                 _peer_apply(ob, m["b"], m["a"])
-                ob.bids.index(0)
-                ob.asks.index(0)
+                if read_top:
+                    bids.index(0)
+                    asks.index(0)
 
     else:
         ns = load("compiled" if role == "kernel" else "pure")

@@ -5,7 +5,7 @@ array of ``Level`` each, ascending by *key*, the touch at the END: the bid key i
 the ask key is the NEGATED price in ticks (so the lowest ask is the largest key).
 """
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 # Status codes of ``parse_units`` (0 is success).
 cdef enum:
@@ -36,6 +36,56 @@ cdef struct Undo:
 # arithmetic; never raises: returns a PARSE_* status and writes ``out`` only on PARSE_OK.
 cdef int parse_units(const char* s, Py_ssize_t n, int scale, int64_t unit, int64_t* out) noexcept nogil
 
+# Fast path of ``parse_units`` for the common shape ``[0-9]+(\.[0-9]*)?`` or ``\.[0-9]+`` with at most 18
+# digits (so no overflow is possible): scans from ``s`` (not past ``e``) to the first byte that is not a
+# digit or (the first) dot, and returns a pointer to that byte with ``out`` set, exactly as
+# ``parse_units`` would set it for the bytes scanned. Returns NULL ("not sure") for anything else --
+# no digits, a second dot, too many digits, off grid... -- and the caller then runs ``parse_units`` (or
+# its full scanner), which gives the verdict. So it never changes a result, only skips work.
+cdef inline const unsigned char* scan_units(const unsigned char* s, const unsigned char* e, int scale,
+                                            int64_t unit, int64_t* out) noexcept nogil:
+    cdef const unsigned char* p = s
+    cdef const unsigned char* f
+    cdef uint64_t v = 0
+    cdef unsigned int d
+    cdef int frac = 0
+    cdef Py_ssize_t nd
+    while p < e:
+        d = <unsigned int>p[0] - 48u
+        if d > 9u:
+            break
+        v = v * 10u + d
+        p += 1
+    nd = p - s
+    if nd + scale > 18:
+        return NULL
+    if p < e and p[0] == 46:
+        p += 1
+        f = p
+        while p < e:
+            d = <unsigned int>p[0] - 48u
+            if d > 9u:
+                break
+            if frac < scale:
+                v = v * 10u + d
+                frac += 1
+            elif d != 0u:
+                return NULL
+            p += 1
+        if nd == 0 and p == f:
+            return NULL
+    elif nd == 0:
+        return NULL
+    while frac < scale:
+        v *= 10u
+        frac += 1
+    if unit != 1:
+        if v % <uint64_t>unit != 0u:
+            return NULL
+        v = v // <uint64_t>unit
+    out[0] = <int64_t>v
+    return p
+
 cdef class OrderBook:
     cdef Side _bid
     cdef Side _ask
@@ -55,6 +105,13 @@ cdef class OrderBook:
     cdef object _tick
     cdef object _lot
     cdef double _tick_f
+    # the last tuples returned by best_bid_ticks / best_ask_ticks, and the level they describe
+    cdef object _bid_top
+    cdef int64_t _bid_top_key
+    cdef int64_t _bid_top_qty
+    cdef object _ask_top
+    cdef int64_t _ask_top_key
+    cdef int64_t _ask_top_qty
 
     # Apply staged levels (prices in ticks, sizes in lots; size 0 deletes) atomically: on a crossed
     # result (ValueError) or MemoryError the book is exactly unchanged. snapshot=True replaces the book.

@@ -31,8 +31,16 @@ __all__ = ["OrderBook"]
 
 
 cdef extern from "Python.h":
+    ctypedef struct PyObject
     const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size)
     void PyErr_Clear()
+    bint PyUnicode_IS_COMPACT_ASCII(PyObject* o) nogil
+    bint PyUnicode_CheckExact_p "PyUnicode_CheckExact"(PyObject* o) nogil
+    bint PyList_CheckExact_p "PyList_CheckExact"(PyObject* o) nogil
+    void* PyUnicode_DATA(PyObject* o) nogil
+    Py_ssize_t PyUnicode_GET_LENGTH(PyObject* o) nogil
+    PyObject* PyList_GET_ITEM_p "PyList_GET_ITEM"(PyObject* o, Py_ssize_t i) nogil
+    Py_ssize_t PyList_GET_SIZE_p "PyList_GET_SIZE"(PyObject* o) nogil
 
 
 cdef int parse_units(const char* s, Py_ssize_t n, int scale, int64_t unit, int64_t* out) noexcept nogil:
@@ -137,8 +145,24 @@ cdef inline Py_ssize_t _lower_bound(const Level* lv, Py_ssize_t n, int64_t key) 
     cdef Py_ssize_t lo, hi, mid, step = 1
     if n == 0 or lv[n - 1].key < key:
         return n
-    # lv[n - 1].key >= key: find lo with lv[lo].key < key (or lo = -1), hi with lv[hi].key >= key
-    hi = n - 1
+    # lv[n - 1].key >= key. Most updates land within a few levels of the touch: among the last 8 keys
+    # (ascending), the count of those >= key is the distance of the answer from the end -- counted
+    # without branches, so no misprediction per level
+    cdef int c = 0, j
+    if n >= 8:
+        for j in range(1, 9):
+            c += lv[n - j].key >= key
+        if c < 8:
+            return n - c
+        hi = n - 8
+    else:
+        hi = n - 1
+        while hi > 0:
+            if lv[hi - 1].key < key:
+                return hi
+            hi -= 1
+        return 0
+    # lv[hi].key >= key: find lo with lv[lo].key < key (or lo = -1), hi with lv[hi].key >= key
     while True:
         lo = hi - step
         if lo < 0:
@@ -367,7 +391,7 @@ cdef class OrderBook:
             seq = list(levels)
         else:
             raise ValueError(f"{name} {type(levels).__name__} is not a list of [price, size] levels")
-        n = len(seq)
+        n = PyList_GET_SIZE(seq) if PyList_CheckExact(seq) else PyTuple_GET_SIZE(seq)
         cap = self._st_bcap if bid else self._st_acap
         if n > cap:
             cap = n if n > 64 else 64
@@ -397,7 +421,38 @@ cdef class OrderBook:
         else:
             px = self._st_apx
             qty = self._st_aqty
-        for i in range(n):
+        cdef PyObject* lp
+        cdef PyObject* pp
+        cdef PyObject* qp
+        cdef const unsigned char* us
+        cdef const unsigned char* ue
+        cdef int ps = self.px_scale
+        cdef int qs = self.qty_scale
+        cdef int64_t pu = self.px_unit
+        cdef int64_t qu = self.qty_unit
+        i = 0
+        if PyList_CheckExact(seq):
+            # fast path: exact lists of [str, str] pairs of compact ASCII plain decimals (borrowed
+            # references, no UTF-8 cache); anything else drops to the general loop below at that level
+            while i < n:
+                lp = PyList_GET_ITEM_p(<PyObject*>seq, i)
+                if not PyList_CheckExact_p(lp) or PyList_GET_SIZE_p(lp) != 2:
+                    break
+                pp = PyList_GET_ITEM_p(lp, 0)
+                qp = PyList_GET_ITEM_p(lp, 1)
+                if not (PyUnicode_CheckExact_p(pp) and PyUnicode_IS_COMPACT_ASCII(pp)
+                        and PyUnicode_CheckExact_p(qp) and PyUnicode_IS_COMPACT_ASCII(qp)):
+                    break
+                us = <const unsigned char*>PyUnicode_DATA(pp)
+                ue = us + PyUnicode_GET_LENGTH(pp)
+                if scan_units(us, ue, ps, pu, &px[i]) != ue:
+                    break
+                us = <const unsigned char*>PyUnicode_DATA(qp)
+                ue = us + PyUnicode_GET_LENGTH(qp)
+                if scan_units(us, ue, qs, qu, &qty[i]) != ue:
+                    break
+                i += 1
+        while i < n:
             if PyList_CheckExact(seq):
                 level = <object>PyList_GET_ITEM(seq, i)
             else:
@@ -431,6 +486,7 @@ cdef class OrderBook:
                 st = PARSE_NOT_NUMBER
             if st != PARSE_OK:
                 raise self.parse_error(st, f"{name}[{i}].size", q, False)
+            i += 1
         return <int>n
 
     # ---------------------------------------------------------------- Python API
@@ -502,13 +558,23 @@ cdef class OrderBook:
         if self._bid.n == 0:
             return None
         cdef Level* lv = &self._bid.lv[self._bid.n - 1]
-        return (lv.key, lv.qty)
+        # the touch changes less often than it is read: reuse the last (immutable) tuple while it holds
+        if self._bid_top is None or lv.key != self._bid_top_key or lv.qty != self._bid_top_qty:
+            self._bid_top = (lv.key, lv.qty)
+            self._bid_top_key = lv.key
+            self._bid_top_qty = lv.qty
+        return self._bid_top
 
     def best_ask_ticks(self) -> tuple | None:
         if self._ask.n == 0:
             return None
         cdef Level* lv = &self._ask.lv[self._ask.n - 1]
-        return (-lv.key, lv.qty)
+        # the touch changes less often than it is read: reuse the last (immutable) tuple while it holds
+        if self._ask_top is None or lv.key != self._ask_top_key or lv.qty != self._ask_top_qty:
+            self._ask_top = (-lv.key, lv.qty)
+            self._ask_top_key = lv.key
+            self._ask_top_qty = lv.qty
+        return self._ask_top
 
     def mid(self) -> Decimal | None:
         if self._bid.n == 0 or self._ask.n == 0:

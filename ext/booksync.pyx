@@ -42,7 +42,7 @@ from libc.stdint cimport INT64_MAX, int64_t
 from libc.stdlib cimport free, realloc, strtod
 from libc.string cimport memcpy
 
-from engine._ext.book cimport PARSE_OK, OrderBook, parse_units
+from engine._ext.book cimport PARSE_OK, OrderBook, parse_units, scan_units
 
 import json
 from collections import deque
@@ -166,6 +166,17 @@ cdef cptr _string(cptr p, cptr e, bint* esc) noexcept nogil:
     return NULL
 
 
+cdef inline cptr _str(cptr p, cptr e, bint* esc) noexcept nogil:
+    """``_string`` with its common case inline: printable ASCII without escapes up to the close."""
+    cdef cptr q = p + 1
+    while q < e and _PLAIN[q[0]]:
+        q += 1
+    if q < e and q[0] == 34:
+        esc[0] = False
+        return q + 1
+    return _string(p, e, esc)
+
+
 cdef Py_ssize_t _unescape(cptr s, Py_ssize_t n, unsigned char* out) noexcept nogil:
     """Decode the (validated) content of a JSON string to UTF-8 in ``out`` (never longer than n)."""
     cdef Py_ssize_t i = 0, m = 0
@@ -274,11 +285,12 @@ cdef cptr _skip(cptr p, cptr e, int depth, unsigned char* scratch) noexcept nogi
     """Validate and skip one JSON value at p (p at its first byte); NULL if malformed."""
     cdef bint flag
     cdef unsigned int c
+    cdef cptr q
     if p >= e:
         return NULL
     c = p[0]
     if c == 34:
-        return _string(p, e, &flag)
+        return _str(p, e, &flag)
     if c == 123 or c == 91:
         if depth >= MAX_DEPTH:
             return NULL
@@ -320,6 +332,14 @@ cdef cptr _skip(cptr p, cptr e, int depth, unsigned char* scratch) noexcept nogi
         if e - p >= 4 and p[1] == 117 and p[2] == 108 and p[3] == 108:
             return p + 4
         return NULL
+    if 49 <= c <= 57:
+        # fast path: up to 300 digits not followed by a fraction or exponent is a valid finite integer
+        q = p + 1
+        while q < e and 48 <= q[0] <= 57:
+            q += 1
+        if q - p <= 300 and (q >= e or (q[0] != 46 and q[0] != 101 and q[0] != 69)):
+            return q
+        return _number(p, e, &flag, scratch)
     if c == 45 or 48 <= c <= 57:
         return _number(p, e, &flag, scratch)
     return NULL
@@ -335,6 +355,17 @@ cdef cptr _int_field(cptr p, cptr e, int64_t* out, int* flag, unsigned char* scr
     cdef unsigned long long lim = 9223372036854775807ULL
     cdef unsigned int d
     flag[0] = 2
+    if p < e and 49 <= p[0] <= 57:
+        # fast path: 1..18 digits not followed by a fraction or exponent (fits int64, no checks needed)
+        q = p
+        while q < e and 48 <= q[0] <= 57:
+            v = v * 10 + (q[0] - 48)
+            q += 1
+        if q - p <= 18 and (q >= e or (q[0] != 46 and q[0] != 101 and q[0] != 69)):
+            out[0] = <int64_t>v
+            flag[0] = 1
+            return q
+        v = 0
     if p < e and (p[0] == 45 or 48 <= p[0] <= 57):
         end = _number(p, e, &is_int, scratch)
         if end == NULL or not is_int:
@@ -365,7 +396,7 @@ cdef inline cptr _key(cptr p, cptr e, cptr* ks, Py_ssize_t* kl, unsigned char* s
     cdef cptr q
     if p >= e or p[0] != 34:
         return NULL
-    q = _string(p, e, &esc)
+    q = _str(p, e, &esc)
     if q == NULL:
         return NULL
     if esc:
@@ -400,6 +431,31 @@ cdef inline bint memcmp_(cptr a, const char* b, Py_ssize_t n) noexcept nogil:
         if a[i] != <unsigned char>b[i]:
             return False
     return True
+
+
+cdef inline cptr _fast_level(cptr p, cptr e, int ps, int64_t pu, int qs, int64_t qu,
+                             int64_t* px, int64_t* qty) noexcept nogil:
+    """p at a level's '[': the common ``["<decimal>","<decimal>"]`` shape parsed in one pass (plain ASCII
+    digits, no escapes); returns past the ']', or NULL to let the general scanner decide (same result)."""
+    p = _ws(p + 1, e)
+    if p >= e or p[0] != 34:
+        return NULL
+    p = scan_units(p + 1, e, ps, pu, px)
+    if p == NULL or p >= e or p[0] != 34:
+        return NULL
+    p = _ws(p + 1, e)
+    if p >= e or p[0] != 44:
+        return NULL
+    p = _ws(p + 1, e)
+    if p >= e or p[0] != 34:
+        return NULL
+    p = scan_units(p + 1, e, qs, qu, qty)
+    if p == NULL or p >= e or p[0] != 34:
+        return NULL
+    p = _ws(p + 1, e)
+    if p >= e or p[0] != 93:
+        return NULL
+    return p + 1
 
 
 cdef class _SyncBase:
@@ -523,10 +579,42 @@ cdef class _SyncBase:
         p = _ws(p + 1, e)
         if p < e and p[0] == 93:
             return p + 1
+        cdef int ps = self.book.px_scale
+        cdef int qs = self.book.qty_scale
+        cdef int64_t pu = self.book.px_unit
+        cdef int64_t qu = self.book.qty_unit
         while True:
             if p >= e:
                 return NULL
             start = p
+            if err.code == 0 and p[0] == 91 and depth + 1 < MAX_DEPTH:
+                q = _fast_level(p, e, ps, pu, qs, qu, &px, &qty)
+                if q != NULL:
+                    if bid:
+                        if n >= self._bcap:
+                            self._grow(True)
+                        self._bpx[n] = px
+                        self._bqty[n] = qty
+                    else:
+                        if n >= self._acap:
+                            self._grow(False)
+                        self._apx[n] = px
+                        self._aqty[n] = qty
+                    n += 1
+                    idx += 1
+                    p = _ws(q, e)
+                    if p >= e:
+                        return NULL
+                    if p[0] == 44:
+                        p = _ws(p + 1, e)
+                        continue
+                    if p[0] == 93:
+                        if bid:
+                            self._nb = n
+                        else:
+                            self._na = n
+                        return p + 1
+                    return NULL
             if p[0] != 91 or depth + 1 >= MAX_DEPTH:
                 p = _skip(p, e, depth + 1, self._scratch)
                 if p == NULL:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -387,3 +388,57 @@ def test_random_strings_when_parsed_then_compiled_and_pure_agree(text: str, tick
     assert results[0] == results[1]
     if results[0][0] == "ok":
         assert D(results[0][1]) * D(tick) == D(text if not text.startswith(".") else "0" + text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_chars, max_size=8).map("".join),
+    st.lists(_chars, max_size=8).map("".join),
+    st.sampled_from(["0.1", "0.0001", "5", "0.25"]),
+)
+def test_random_level_strings_when_applied_then_compiled_and_pure_agree(px: str, qty: str, tick: str) -> None:
+    """The compiled fast path for exact lists of ASCII strings gives the twin's result or its error."""
+    results = []
+    for kind in ("compiled", "pure"):
+        b = load(kind).OrderBook(tick_size=tick, lot_size="0.01")
+        try:
+            b.apply_update([["1", "1"], [px, qty]], [])
+            results.append(("ok", b.levels_ticks("bid", 10)))
+        except ValueError as exc:
+            results.append(("err", str(exc), b.levels_ticks("bid", 10)))
+    assert results[0] == results[1]
+
+
+def test_random_updates_when_book_deep_then_compiled_matches_dict_oracle() -> None:
+    """Hundreds of levels per side, updates near and far from the touch (the search's two regimes)."""
+    rng = random.Random(7)
+    book = load("compiled").OrderBook(tick_size="0.1", lot_size="0.001")
+    oracle = _Oracle()
+    mid = 650000
+    snap_b = [(mid - 1 - i, rng.randint(1, 99)) for i in range(0, 600, rng.choice((1, 2)))]
+    snap_a = [(mid + 1 + i, rng.randint(1, 99)) for i in range(0, 600, rng.choice((1, 3)))]
+    oracle.apply(snap_b, snap_a)
+    book.apply_snapshot(
+        [[_fmt_px(p), _fmt_qty(q)] for p, q in snap_b], [[_fmt_px(p), _fmt_qty(q)] for p, q in snap_a]
+    )
+    for _ in range(3000):
+        bb, ba = max(oracle.bids), min(oracle.asks)
+        bids = [
+            (bb + 2 - min(int(rng.expovariate(0.2)), 700), rng.choice((0, 0, 5, 77)))
+            for _ in range(rng.randint(0, 6))
+        ]
+        asks = [
+            (ba - 2 + min(int(rng.expovariate(0.2)), 700), rng.choice((0, 0, 5, 77)))
+            for _ in range(rng.randint(0, 6))
+        ]
+        ok = oracle.apply(bids, asks)
+        wire = ([[_fmt_px(p), _fmt_qty(q)] for p, q in bids], [[_fmt_px(p), _fmt_qty(q)] for p, q in asks])
+        if ok:
+            book.apply_update(*wire)
+        else:
+            with pytest.raises(ValueError, match="cross"):
+                book.apply_update(*wire)
+        assert book.best_bid_ticks() == (max(oracle.bids), oracle.bids[max(oracle.bids)])
+        assert book.best_ask_ticks() == (min(oracle.asks), oracle.asks[min(oracle.asks)])
+    assert book.levels_ticks("bid", 10000) == oracle.levels("bid")
+    assert book.levels_ticks("ask", 10000) == oracle.levels("ask")
