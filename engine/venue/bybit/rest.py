@@ -239,8 +239,8 @@ class BybitRest:
             return _json(self._envelope(err.result, err.code, err.message), 200, headers)
         except VenueReject as reject:
             ctx.count("bybit.rest.rejected")
-            err = reject_to_error(reject.reason, reject.message)
-            return _json(self._envelope(err.result, err.code, err.message), 200, headers)
+            mapped = reject_to_error(reject.reason, reject.message)
+            return _json(self._envelope(mapped.result, mapped.code, mapped.message), 200, headers)
         except Exception as exc:  # a venue bug: logged and counted, answered like Bybit's own failures
             ctx.count("bybit.rest.internal_error")
             log.exception("bybit.rest.internal_error path=%s error=%s", path, type(exc).__name__)

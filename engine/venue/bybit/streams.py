@@ -365,9 +365,9 @@ class BybitHub:
             subscribed = bool(self._public.get(topic))
             if subscribed and faults.take_ws_skip(self.ctx):
                 window.skip(1)
-            update = window.update(book, changed_bids, changed_asks)
-            if update is not None and subscribed:
-                self._publish_book(event.symbol, window, update, event.ts_ms)
+            delta = window.update(book, changed_bids, changed_asks)
+            if delta is not None and subscribed:
+                self._publish_book(event.symbol, window, delta, event.ts_ms)
 
     def _book_message(self, symbol: str, window: BookWindow, update: WindowUpdate, cts: int) -> str:
         fmt = self.formats[symbol]
