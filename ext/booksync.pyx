@@ -38,7 +38,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Check, PyByteA
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check
 from libc.math cimport isinf
-from libc.stdint cimport INT64_MAX, int64_t
+from libc.stdint cimport INT64_MAX, int64_t, uint64_t
 from libc.stdlib cimport free, realloc, strtod
 from libc.string cimport memcpy
 
@@ -166,6 +166,19 @@ cdef cptr _string(cptr p, cptr e, bint* esc) noexcept nogil:
     return NULL
 
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+
+
+cdef inline int _ndigits8(uint64_t w) noexcept nogil:
+    """How many of the 8 bytes of ``w`` (first byte lowest) are ASCII digits before the first non-digit."""
+    cdef uint64_t t = (((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+                       | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL))
+    if t == 0:
+        return 8
+    return __builtin_ctzll(t) >> 3
+
+
 cdef inline cptr _str(cptr p, cptr e, bint* esc) noexcept nogil:
     """``_string`` with its common case inline: printable ASCII without escapes up to the close."""
     cdef cptr q = p + 1
@@ -286,6 +299,8 @@ cdef cptr _skip(cptr p, cptr e, int depth, unsigned char* scratch) noexcept nogi
     cdef bint flag
     cdef unsigned int c
     cdef cptr q
+    cdef uint64_t w
+    cdef int k
     if p >= e:
         return NULL
     c = p[0]
@@ -335,6 +350,12 @@ cdef cptr _skip(cptr p, cptr e, int depth, unsigned char* scratch) noexcept nogi
     if 49 <= c <= 57:
         # fast path: up to 300 digits not followed by a fraction or exponent is a valid finite integer
         q = p + 1
+        while e - q >= 8:   # eight digits at a time (timestamps are 13)
+            memcpy(&w, q, 8)
+            k = _ndigits8(w)
+            q += k
+            if k < 8:
+                break
         while q < e and 48 <= q[0] <= 57:
             q += 1
         if q - p <= 300 and (q >= e or (q[0] != 46 and q[0] != 101 and q[0] != 69)):
