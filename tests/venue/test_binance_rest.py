@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ from binance.client import Client
 from binance.exceptions import BinanceAPIException
 
 from engine.venue.market import ManualSource
+from engine.venue.ratelimit import BinanceLimits
 from engine.venue.server import VenueServer
 from tests.venue.conftest import VENUE_KEY, VENUE_SECRET
 
@@ -447,3 +449,61 @@ async def test_malformed_requests_when_sent_then_error_replies_never_500(
         async with http.get(venue.base_url + "/fapi/v1/depth?symbol=BTCUSDT&limit=abc") as resp:
             assert resp.status == 400 and (await resp.json())["code"] == -1100
     assert venue.ctx.counters.get("binance.rest.internal_error", 0) == 0
+
+
+# ---- throughput -------------------------------------------------------------------------------------
+
+_ORDER_CLIENT = r"""
+import asyncio, hashlib, hmac, sys, time
+import aiohttp
+
+async def main(base, key, secret, price, n, conc):
+    bodies = []
+    for _ in range(n):
+        form = (f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=IOC&quantity=0.010&price={price}"
+                f"&timestamp={int(time.time() * 1000)}&recvWindow=60000")
+        sig = hmac.new(secret.encode(), form.encode(), hashlib.sha256).hexdigest()
+        bodies.append(form + "&signature=" + sig)
+    headers = {"X-MBX-APIKEY": key, "Content-Type": "application/x-www-form-urlencoded"}
+    ok = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as http:
+        async def worker(chunk):
+            nonlocal ok
+            for body in chunk:
+                async with http.post(base + "/fapi/v1/order", data=body, headers=headers) as resp:
+                    await resp.read()
+                    ok += resp.status == 200
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(bodies[i::conc]) for i in range(conc)))
+        print(ok, time.perf_counter() - start, flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])))
+"""
+
+
+@pytest.mark.parametrize(
+    "venue",
+    [
+        {
+            "scripted": True,
+            "limits": BinanceLimits(weight_per_minute=10**9, orders_per_10s=10**9, orders_per_minute=10**9),
+        }
+    ],
+    indirect=True,
+)
+async def test_order_throughput_when_a_keep_alive_client_sends_orders_then_at_least_2000_per_second(
+    venue: VenueServer,
+) -> None:
+    """Signed IOC limit orders below the touch (accepted, then expired: nothing accumulates) from a
+    separate process over 16 keep-alive connections."""
+    n = 4000
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _ORDER_CLIENT, venue.base_url, VENUE_KEY, VENUE_SECRET, "59900.0", str(n), "16",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    ok_text, elapsed_text = out.decode().split()
+    rate = int(ok_text) / float(elapsed_text)
+    print(f"order throughput: {ok_text} orders in {float(elapsed_text):.3f} s = {rate:,.0f} orders/s")
+    assert int(ok_text) == n
+    assert rate >= 2000

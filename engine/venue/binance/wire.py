@@ -7,6 +7,7 @@ recorded payloads in ``tests/fixtures/binance/`` and the protocol notes (1.2, 1.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
@@ -114,14 +115,21 @@ def _plain(value: Decimal) -> str:
     return format(value, "f")
 
 
-def price_str(spec: InstrumentSpec, value: Decimal | None) -> str:
-    return fmt_dp(
-        value if value is not None else _ZERO, max(spec.price_precision, decimals_of(spec.tick_size))
+@functools.lru_cache(maxsize=256)
+def _grid_dp(spec: InstrumentSpec) -> tuple[int, int]:
+    """(price decimals, quantity decimals) of an instrument, computed once per spec."""
+    return (
+        max(spec.price_precision, decimals_of(spec.tick_size)),
+        max(spec.qty_precision, decimals_of(spec.lot_size)),
     )
 
 
+def price_str(spec: InstrumentSpec, value: Decimal | None) -> str:
+    return fmt_dp(value if value is not None else _ZERO, _grid_dp(spec)[0])
+
+
 def qty_str(spec: InstrumentSpec, value: Decimal) -> str:
-    return fmt_dp(value, max(spec.qty_precision, decimals_of(spec.lot_size)))
+    return fmt_dp(value, _grid_dp(spec)[1])
 
 
 def money(value: Decimal) -> str:
