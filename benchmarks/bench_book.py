@@ -194,12 +194,10 @@ def test_bytes_path(benchmark: Any, role: str) -> None:
 
         def run() -> None:
             on_bytes = sync.on_bytes
-            bb = book.best_bid_ticks
-            ba = book.best_ask_ticks
+            touch = book.touch_ticks
             for raw in RAW:
                 on_bytes(raw)
-                bb()
-                ba()
+                touch()
 
     setup()
     extra: dict[str, Any] = (

@@ -112,6 +112,11 @@ cdef class OrderBook:
     cdef object _ask_top
     cdef int64_t _ask_top_key
     cdef int64_t _ask_top_qty
+    cdef object _touch
+    cdef int64_t _touch_b
+    cdef int64_t _touch_bq
+    cdef int64_t _touch_a
+    cdef int64_t _touch_aq
 
     # Apply staged levels (prices in ticks, sizes in lots; size 0 deletes) atomically: on a crossed
     # result (ValueError) or MemoryError the book is exactly unchanged. snapshot=True replaces the book.

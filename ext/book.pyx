@@ -576,6 +576,26 @@ cdef class OrderBook:
             self._ask_top_qty = lv.qty
         return self._ask_top
 
+    def touch_ticks(self) -> tuple:
+        """Both sides of the touch in one read: ``(bid_ticks, bid_lots, ask_ticks, ask_lots)``.
+
+        An empty side reads as ``(0, 0)``. The hot path's one call per message for the top of book
+        (the same tuple object comes back while the touch is unchanged)."""
+        cdef int64_t b = 0, bq = 0, a = 0, aq = 0
+        if self._bid.n:
+            b = self._bid.lv[self._bid.n - 1].key
+            bq = self._bid.lv[self._bid.n - 1].qty
+        if self._ask.n:
+            a = -self._ask.lv[self._ask.n - 1].key
+            aq = self._ask.lv[self._ask.n - 1].qty
+        if self._touch is None or b != self._touch_b or bq != self._touch_bq or a != self._touch_a or aq != self._touch_aq:
+            self._touch = (b, bq, a, aq)
+            self._touch_b = b
+            self._touch_bq = bq
+            self._touch_a = a
+            self._touch_aq = aq
+        return self._touch
+
     def mid(self) -> Decimal | None:
         if self._bid.n == 0 or self._ask.n == 0:
             return None

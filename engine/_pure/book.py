@@ -280,6 +280,13 @@ class OrderBook:
             return None
         return -keys[-1], self._ask.qty[keys[-1]]
 
+    def touch_ticks(self) -> tuple[int, int, int, int]:
+        """Both sides of the touch in one read: ``(bid_ticks, bid_lots, ask_ticks, ask_lots)``; an empty
+        side reads as ``(0, 0)``."""
+        bid = self.best_bid_ticks() or (0, 0)
+        ask = self.best_ask_ticks() or (0, 0)
+        return bid[0], bid[1], ask[0], ask[1]
+
     def mid(self) -> Decimal | None:
         if not self._bid.keys or not self._ask.keys:
             return None

@@ -243,6 +243,19 @@ def test_reads_when_empty_then_none(impl: SimpleNamespace) -> None:
     assert b.mid() is None and b.imbalance(5) == 1.0
 
 
+def test_touch_ticks_when_sides_change_then_matches_per_side_reads(impl: SimpleNamespace) -> None:
+    b = _book(impl)
+    assert b.touch_ticks() == (0, 0, 0, 0)
+    b.apply_snapshot([["100.0", "1"]], [])
+    assert b.touch_ticks() == (1000, 1000, 0, 0)
+    b.apply_update([["100.1", "0.002"]], [["100.3", "0.005"]])
+    assert b.touch_ticks() == (*b.best_bid_ticks(), *b.best_ask_ticks()) == (1001, 2, 1003, 5)
+    b.apply_update([["100.1", "0"]], [])
+    assert b.touch_ticks() == (1000, 1000, 1003, 5)
+    b.apply_update([], [["100.3", "0.007"]])
+    assert b.touch_ticks() == (1000, 1000, 1003, 7)
+
+
 def test_reads_when_bad_side_then_value_error(book: Any) -> None:
     for call in (
         lambda: book.levels("buy", 1),
