@@ -1,15 +1,16 @@
 """The only module that imports the compiled kernels.
 
 ``engine.kernels`` re-exports the public names of every kernel module (book, book sync, indicators,
-bars). By default they come from the compiled Cython modules in ``engine._ext``; with
+bars, risk). By default they come from the compiled Cython modules in ``engine._ext``; with
 ``ENGINE_PUREPYTHON=1`` in the environment they come from the pure-Python twins in ``engine._pure``,
 which have the same API. The twins are also the oracle in tests and the reference in benchmarks, which
 reach both sides in one process through :func:`load`.
 
 Public names (relied on outside the project): ``OrderBook``, ``BinanceBookSync``, ``BybitBookSync``,
 ``SMA``, ``EMA``, ``WMA``, ``RSI``, ``ATR``, ``MACD``, ``Bollinger``, ``StdDev``, ``VWAP``,
-``Supertrend``, ``Donchian``, ``OBV``, ``WaveTrend``, ``IndicatorSet``, ``BarBuilder`` and the batch
-functions; see each module's ``__all__``.
+``Supertrend``, ``Donchian``, ``OBV``, ``WaveTrend``, ``IndicatorSet``, ``BarBuilder``, the batch
+functions, and the pre-trade ``RiskGate`` with its ``APPROVED`` / ``DENY_*`` codes, ``REASONS``,
+``GATE_*`` states and ``FLAG_*`` bits; see each module's ``__all__``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from engine.errors import KernelUnavailable
 Kind = Literal["compiled", "pure"]
 
 #: Kernel modules, by name; each exists as ``engine._ext.<name>`` and ``engine._pure.<name>``.
-MODULES: tuple[str, ...] = ("book", "booksync", "indicators", "bars")
+MODULES: tuple[str, ...] = ("book", "booksync", "indicators", "bars", "risk")
 
 IMPLEMENTATION: Kind = "pure" if os.environ.get("ENGINE_PUREPYTHON") == "1" else "compiled"
 
