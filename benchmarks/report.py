@@ -84,11 +84,20 @@ def _fmt_x(x: float | None) -> str:
 
 
 def render(cases: dict[str, Case], *, markdown: bool) -> str:
-    header = ["case", "kernel (median/op)", "twin (median/op)", "twin/kernel", "bar", "peers (peer/kernel)", "targets"]
+    header = [
+        "case",
+        "kernel (median/op)",
+        "twin (median/op)",
+        "twin/kernel",
+        "bar",
+        "peers (peer/kernel)",
+        "targets",
+    ]
     rows: list[list[str]] = []
     for case in sorted(cases.values(), key=lambda c: c.name):
         peers = ", ".join(
-            f"{name} {_fmt_ns(ns)} ({_fmt_x(case.peer_ratio(name))})" for name, ns in sorted(case.peers_ns.items())
+            f"{name} {_fmt_ns(ns)} ({_fmt_x(case.peer_ratio(name))})"
+            for name, ns in sorted(case.peers_ns.items())
         )
         targets = ", ".join(
             f"{name} {wanted:g}{' ns' if name == 'max_ns' else 'x'}: "
@@ -97,7 +106,15 @@ def render(cases: dict[str, Case], *, markdown: bool) -> str:
         )
         bar = "-" if case.min_ratio is None else f">= {case.min_ratio:g}x"
         rows.append(
-            [case.name, _fmt_ns(case.kernel_ns), _fmt_ns(case.twin_ns), _fmt_x(case.ratio), bar, peers or "-", targets or "-"]
+            [
+                case.name,
+                _fmt_ns(case.kernel_ns),
+                _fmt_ns(case.twin_ns),
+                _fmt_x(case.ratio),
+                bar,
+                peers or "-",
+                targets or "-",
+            ]
         )
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -105,7 +122,9 @@ def render(cases: dict[str, Case], *, markdown: bool) -> str:
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)])
+    return "\n".join(
+        [fmt.format(*header), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)]
+    )
 
 
 def failures(cases: dict[str, Case]) -> list[str]:
@@ -116,7 +135,9 @@ def failures(cases: dict[str, Case]) -> list[str]:
         if case.ratio is None:
             out.append(f"{case.name}: kernel or twin row missing")
         elif case.ratio < case.min_ratio:
-            out.append(f"{case.name}: kernel only {case.ratio:.2f}x faster than its twin (bar {case.min_ratio:g}x)")
+            out.append(
+                f"{case.name}: kernel only {case.ratio:.2f}x faster than its twin (bar {case.min_ratio:g}x)"
+            )
     return out
 
 

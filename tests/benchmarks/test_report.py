@@ -35,7 +35,9 @@ def test_load_cases_when_rows_batched_then_per_op_time_and_ratio(tmp_path: Path)
     assert results == {"max_ns": False, "x vs peer1": False}
 
 
-def test_main_check_when_kernel_below_bar_then_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_check_when_kernel_below_bar_then_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _write(tmp_path, [_row("a", "kernel", 1.0, 1, min_ratio=3), _row("a", "twin", 2.0, 1)])
     assert main([str(path), "--check"]) == 1
     assert "BENCH FAIL a: kernel only 2.00x" in capsys.readouterr().err
