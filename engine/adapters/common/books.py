@@ -101,6 +101,10 @@ class BookManager:
         )
 
     def _resync(self, health: BookHealth, detail: str) -> None:
+        if self.health is BookHealth.SYNCING and health is BookHealth.RESYNCING:
+            # still on the first sync (e.g. a snapshot older than the stream): not a resync
+            self._request_resync(self.symbol)
+            return
         self.resyncs += 1
         self._set_health(health, detail)
         self._request_resync(self.symbol)

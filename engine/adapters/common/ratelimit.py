@@ -117,6 +117,13 @@ class RateLimiter:
         self.backoffs = 0
         self.bans = 0
 
+    def set_limit(self, window: str, limit: int) -> None:
+        """Replace a window's limit (e.g. with the numbers of Binance's ``exchangeInfo.rateLimits``)."""
+        state = self._windows[window]
+        state.rule = RateWindow(
+            name=state.rule.name, limit=limit, window_s=state.rule.window_s, header=state.rule.header
+        )
+
     # ---- state ---------------------------------------------------------------------------------------
     def used(self, window: str) -> int:
         state = self._windows[window]
