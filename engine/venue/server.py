@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import json
 import logging
 import os
@@ -60,6 +59,7 @@ from engine.errors import ConfigError
 from engine.venue import control, faults
 from engine.venue.binance import LIMITS_KEY, LISTEN_KEY_VALIDITY_KEY, QUEUE_LIMIT_KEY
 from engine.venue.binance import setup as binance_setup
+from engine.venue.bybit import setup as bybit_setup
 from engine.venue.context import VenueContext
 from engine.venue.model import ExchangeCore, FaultPlan
 from engine.venue.ratelimit import BinanceLimits
@@ -325,16 +325,7 @@ class VenueServer:
         if self.clock is not None:
             app[control.SHIFT_CLOCK_KEY] = self.clock.shift
         binance_setup(app, self.ctx)
-        try:
-            bybit = importlib.import_module("engine.venue.bybit")
-        except ImportError as exc:
-            log.warning("venue_bybit_front_end_missing error=%s", exc)
-            bybit = None
-        bybit_setup = getattr(bybit, "setup", None) if bybit is not None else None
-        if bybit_setup is None:
-            log.warning("venue_bybit_front_end_missing error=no setup()")
-        else:
-            bybit_setup(app, self.ctx)
+        bybit_setup(app, self.ctx)
         control.setup(app, self.ctx)
         return app
 
