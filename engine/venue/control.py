@@ -34,7 +34,7 @@ log = logging.getLogger("engine.venue.control")
 #: API keys of the accounts the venue created (the state report lists them)
 ACCOUNTS_KEY = web.AppKey("venue_accounts", list[str])
 #: moves the venue's market clock forward by N ms (set by the server that owns the clock)
-SHIFT_CLOCK_KEY = web.AppKey("venue_shift_clock", Callable[[int], None])
+SHIFT_CLOCK_KEY: web.AppKey[Callable[[int], None]] = web.AppKey("venue_shift_clock")
 
 _MAX_ADVANCE_MS = 7 * 24 * 3600 * 1000
 _MAX_STEPS = 1_000_000

@@ -263,8 +263,8 @@ class BinanceRest:
             return _json(err.body(), err.status, headers)
         except VenueReject as reject:
             ctx.count("binance.rest.rejected")
-            err = error_for_reject(reject)
-            return _json(err.body(), err.status, headers)
+            mapped = error_for_reject(reject)
+            return _json(mapped.body(), mapped.status, headers)
         except Exception as exc:  # a venue bug: reported, counted, logged, never swallowed
             ctx.count("binance.rest.internal_error")
             log.exception("binance_rest_internal_error path=%s error=%s", path, type(exc).__name__)
