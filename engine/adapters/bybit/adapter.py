@@ -433,11 +433,11 @@ class BybitAdapter(ExchangeAdapter):
             known = self._orders.get(link)
             if known is not None and known.status is not OrderStatus.PENDING:
                 return known
-            order = dataclasses.replace(
-                provisional, venue_order_id=order_id, status=self._ack_status(request)
-            )
-            self._store(order)
-            return order
+            # the table keeps PENDING until the order stream (or a REST read) confirms the state, so
+            # that confirmation is emitted as an OrderUpdate
+            if known is not None:
+                self._orders[link] = dataclasses.replace(known, venue_order_id=order_id)
+            return dataclasses.replace(provisional, venue_order_id=order_id, status=self._ack_status(request))
         assert last_error is not None
         raise last_error
 
