@@ -580,3 +580,20 @@ def test_invariants_when_random_orders_fills_and_prices_then_limits_hold(
             sum(q for s, q in open_orders if s > 0),
             sum(q for s, q in open_orders if s < 0),
         )
+
+
+def test_benchmark_stream_when_decided_then_approvals_and_every_limit_denial_appear() -> None:
+    from benchmarks.bench_risk import compiled, pure, reason_mix
+
+    mix = reason_mix(compiled)
+    assert mix == reason_mix(pure)
+    never_in_stream = {
+        "invalid_order",
+        "unknown_symbol",
+        "engine_stopped",
+        "no_reference_price",
+        "size_below_minimum",
+    }
+    wanted = set(compiled.REASONS.values()) - never_in_stream
+    assert wanted <= set(mix), wanted - set(mix)
+    assert 0.2 < mix["approved"] / sum(mix.values()) < 0.6
