@@ -663,7 +663,9 @@ def _split_bind(bind: str) -> tuple[str, int]:
 
 def to_adapter_settings(
     cfg: EngineConfig,
-    venue_urls: Mapping[Venue | str, VenueEndpoints | Mapping[str, str]] | None = None,
+    venue_urls: Mapping[Venue, VenueEndpoints | Mapping[str, str]]
+    | Mapping[str, VenueEndpoints | Mapping[str, str]]
+    | None = None,
 ) -> list[AdapterSettings]:
     """One :class:`AdapterSettings` per configured exchange.
 

@@ -585,6 +585,7 @@ class OrderManager:
         self.entry_tolerance = entry_tolerance  # relative; a venue rounds its entry price
         self._max_closed = max_closed_orders
         self._orders: dict[OrderKey, TrackedOrder] = {}
+        self._open: dict[tuple[Venue, str], dict[str, None]] = {}  # (venue, symbol) -> open client ids
         self._closed_fifo: OrderedDict[OrderKey, None] = OrderedDict()  # terminal orders, oldest first
         self._retired = _BoundedSet(dedup_memory)  # terminal orders forgotten: late events are stale
         self._fills_seen = _BoundedSet(dedup_memory)
@@ -659,7 +660,7 @@ class OrderManager:
             ts_ms=ts_ms,
         )
         tracked = TrackedOrder(order=order, created_ms=ts_ms)
-        self._orders[key] = tracked
+        self._store(tracked)
         return tracked
 
     def on_submit_rejected(self, venue: Venue, client_order_id: str, *, reason: str, ts_ms: int) -> None:
@@ -729,7 +730,8 @@ class OrderManager:
                 o = tracked.order
                 if tracked.closed_out and tracked.external and tracked.fill_qty > o.filled_qty:
                     grown = _order_from_fill(fill, tracked.fill_qty)
-                    tracked = replace(tracked, order=replace(o, filled_qty=grown.filled_qty, qty=grown.qty))
+                    qty = max(o.qty, grown.qty)
+                    tracked = replace(tracked, order=replace(o, filled_qty=grown.filled_qty, qty=qty))
             self._store(tracked)
 
         pkey = (fill.venue, fill.symbol, fill.position_side)
@@ -948,14 +950,17 @@ class OrderManager:
         return list(self._orders.values())
 
     def open_orders(self, venue: Venue | None = None, symbol: str | None = None) -> list[TrackedOrder]:
+        """Open orders (PENDING and conditional ones included), oldest first per symbol."""
         return [
-            t
-            for t in self._orders.values()
-            if t.is_open and (venue is None or t.venue is venue) and (symbol is None or t.symbol == symbol)
+            self._orders[(v, cid)]
+            for (v, s), cids in self._open.items()
+            if (venue is None or v is venue) and (symbol is None or s == symbol)
+            for cid in cids
         ]
 
     def open_order_count(self, venue: Venue, symbol: str) -> int:
-        return sum(1 for t in self._orders.values() if t.is_open and t.venue is venue and t.symbol == symbol)
+        """Open orders of one symbol (PENDING included): O(1), for the pre-trade check."""
+        return len(self._open.get((venue, symbol), ()))
 
     def position(self, venue: Venue, symbol: str, side: PositionSide = PositionSide.BOTH) -> PositionView:
         pos = self._positions.get((venue, symbol, side))
@@ -1020,9 +1025,8 @@ class OrderManager:
         keys: dict[tuple[Venue, str], None] = {}
         for v, s, _ in self._positions:
             keys[(v, s)] = None
-        for t in self._orders.values():
-            if t.is_open:
-                keys[(t.venue, t.symbol)] = None
+        for k in self._open:
+            keys[k] = None
         out: list[Exposure] = []
         with localcontext(_CTX):
             for v, s in keys:
@@ -1035,7 +1039,7 @@ class OrderManager:
                 price = self._marks.get((v, s))
                 if price is None:
                     price = pos[0].entry if pos else _ZERO
-                orders = [t for t in self._orders.values() if t.is_open and t.venue is v and t.symbol == s]
+                orders = self.open_orders(v, s)
                 buy = sum(
                     (t.remaining_qty for t in orders if t.order.side is Side.BUY and not t.order.reduce_only),
                     _ZERO,
@@ -1075,7 +1079,7 @@ class OrderManager:
 
     def stats(self) -> dict[str, int]:
         out = dict(self._stats)
-        out["orders_open"] = sum(1 for t in self._orders.values() if t.is_open)
+        out["orders_open"] = sum(len(c) for c in self._open.values())
         out["orders_held"] = len(self._orders)
         out["positions_open"] = sum(1 for p in self._positions.values() if p.qty)
         return out
@@ -1518,6 +1522,13 @@ class OrderManager:
     def _store(self, tracked: TrackedOrder) -> None:
         key = tracked.key
         self._orders[key] = tracked
+        sym = (tracked.venue, tracked.symbol)
+        if tracked.is_open:
+            self._open.setdefault(sym, {})[tracked.client_order_id] = None
+        elif sym in self._open:
+            self._open[sym].pop(tracked.client_order_id, None)
+            if not self._open[sym]:
+                del self._open[sym]
         if _RANK[tracked.status] == _TERMINAL and not tracked.closed_out:
             self._closed_fifo[key] = None
             while len(self._closed_fifo) > self._max_closed:

@@ -896,3 +896,47 @@ def test_property_when_random_fills_then_realized_plus_unrealized_equals_oracle(
         assert pv.realized_pnl + pv.unrealized_pnl == cash[sym] + qty[sym] * mark_by[sym]
         if pv.qty:
             assert pv.entry_price > 0
+
+
+_STATUSES = list(OrderStatus)
+_RANKS = {
+    OrderStatus.PENDING: 0,
+    OrderStatus.UNTRIGGERED: 1,
+    OrderStatus.NEW: 2,
+    OrderStatus.PARTIALLY_FILLED: 3,
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from([s for s in _STATUSES if s is not OrderStatus.PENDING]),
+            st.integers(min_value=0, max_value=4),
+            st.integers(min_value=0, max_value=20),
+        ),
+        max_size=40,
+    )
+)
+def test_property_when_random_order_updates_then_never_backwards_and_open_index_exact(
+    events: list[tuple[str, OrderStatus, int, int]],
+) -> None:
+    oms = OrderManager(max_closed_orders=1)
+    for cid in ("a", "b"):
+        oms.on_submit(request(cid, qty="4"), ts_ms=0)
+    for cid, status, filled, ts in events:
+        before = oms.order(BN, cid)
+        oms.on_order(order(cid, status, filled=str(filled), qty="4", ts=ts))
+        after = oms.order(BN, cid)
+        if before is not None and after is not None:
+            assert after.order.filled_qty >= before.order.filled_qty
+            if not before.status.is_open:
+                assert after.status is before.status  # terminal stays terminal
+            else:
+                assert _RANKS.get(after.status, 4) >= _RANKS[before.status]
+        brute = [t for t in oms.orders() if t.is_open]
+        assert oms.open_order_count(BN, "BTCUSDT") == len(brute)
+        assert sorted(t.client_order_id for t in oms.open_orders()) == sorted(
+            t.client_order_id for t in brute
+        )
