@@ -247,7 +247,9 @@ class BinanceAdapter(ExchangeAdapter):
         for task in [*self._snapshot_tasks.values(), *self._tasks]:
             await cancel_task(task)
         await self.clock.stop()
-        if self._listen_key is not None:
+        if self._listen_key is not None and self.limiter.blocked_for_s > 0:
+            log.info("binance_listen_key_close_skipped reason=rate_limit_backoff")  # it lapses within the hour
+        elif self._listen_key is not None:
             try:
                 await self.rest.call(
                     "DELETE /fapi/v1/listenKey",
