@@ -248,7 +248,8 @@ class BinanceAdapter(ExchangeAdapter):
             await cancel_task(task)
         await self.clock.stop()
         if self._listen_key is not None and self.limiter.blocked_for_s > 0:
-            log.info("binance_listen_key_close_skipped reason=rate_limit_backoff")  # it lapses within the hour
+            # the key lapses within the hour by itself
+            log.info("binance_listen_key_close_skipped reason=rate_limit_backoff")
         elif self._listen_key is not None:
             try:
                 await self.rest.call(
