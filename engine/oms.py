@@ -5,7 +5,8 @@ The :class:`OrderManager` is synchronous and does no I/O: the engine feeds it th
 state for risk, the admin socket and the journal. Its whole state can be rebuilt from venue snapshots
 (:meth:`OrderManager.reconcile`) plus events replayed in any order, because every input is idempotent:
 
-- Orders are keyed by ``(venue, client_order_id)``. A status only moves forward
+- Orders are keyed by ``(venue, client_order_id)`` (``venue:<venue order id>`` for an order placed
+  without one, e.g. on the venue's web UI). A status only moves forward
   (``pending < untriggered < new < partially_filled < terminal``; the filled quantity never decreases);
   a late, duplicate or out-of-order update is ignored and counted, never applied backwards. An update or
   a fill for a client id the OMS never sent is recorded as an *external* order.
@@ -27,7 +28,9 @@ Money is rendered as decimal strings only at the edge (the ``as_dict()`` helpers
 
 Fees are accounted in ``settle_asset`` (USDT); a fee charged in another asset (e.g. BNB) is kept per
 asset in :meth:`OrderManager.fees_by_asset` and not converted into PnL. Funding payments carry no id on
-either venue, so they are not deduplicated: the engine must feed each one once.
+either venue, so they are not deduplicated: the engine must feed each one once. A payment whose symbol
+the venue does not name (Binance cross margin with several positions) is booked to the totals under
+the symbol ``""``.
 """
 
 from __future__ import annotations
@@ -600,6 +603,7 @@ class OrderManager:
         self._funding = _ZERO
         self._funding_by_symbol: dict[tuple[Venue, str], Decimal] = {}
         self._venue_realized = _ZERO
+        self._snapshot_ms: dict[Venue, int] = {}  # per venue: the last reconcile's snapshot time
         self._day_baseline = _ZERO
         self._day_start_ms = 0
         self._stats: dict[str, int] = dict.fromkeys(
@@ -611,6 +615,7 @@ class OrderManager:
                 "fills",
                 "fills_duplicate",
                 "fills_external",
+                "fills_in_snapshot",
                 "positions_stale",
                 "positions_pending",
                 "positions_resolved",
@@ -683,6 +688,7 @@ class OrderManager:
 
     def on_order(self, order: Order) -> UpdateResult:
         """Apply the venue's view of an order (a stream update, a placement's answer, a query result)."""
+        order = _named(order)
         key = (order.venue, order.client_order_id)
         cur = self._orders.get(key)
         if cur is None:
@@ -708,6 +714,8 @@ class OrderManager:
             return False
         self._fills_seen.add(dedup)
         self._stats["fills"] += 1
+        if not fill.client_order_id:
+            fill = replace(fill, client_order_id=_synthetic_id(fill.venue_order_id))
         in_settle = fill.fee_asset in ("", self.settle_asset)
         fee = fill.fee if in_settle else _ZERO
         if not in_settle:
@@ -738,7 +746,14 @@ class OrderManager:
         pos = self._position(pkey)
         before = pos.qty
         with localcontext(_CTX):
-            pnl = pos.apply(fill.qty * fill.side.sign, fill.price)
+            if fill.ts_ms <= self._snapshot_ms.get(fill.venue, -1):
+                # Already inside the venue position the last reconcile took: the position is not moved
+                # again; its realized PnL is the venue's own for this fill.
+                self._stats["fills_in_snapshot"] += 1
+                pnl = fill.realized_pnl
+                pos.realized += pnl
+            else:
+                pnl = pos.apply(fill.qty * fill.side.sign, fill.price)
             pos.fees += fee
             self._realized += pnl
             self._fees += fee
@@ -847,13 +862,18 @@ class OrderManager:
         - positions are set to the venue's (adopted as external, corrected, or closed);
         - balances are set to the venue's.
 
-        Call it when no user event of ``venue`` is in flight (at start, or after a private-stream
-        reconnect, before processing the stream again): positions are corrected without a grace period.
+        Positions are corrected without a grace period. ``ts_ms`` is when the snapshots were taken, in the
+        venue's clock (epoch ms); when given, a fill of ``venue`` arriving later with ``fill.ts_ms <=
+        ts_ms`` (a journal replay, or the adapter's catch-up after a stream outage) is taken to be inside
+        the snapshot already: it updates its order and the fees and books the venue's realized PnL, but
+        does not move the position a second time.
         """
+        if ts_ms:
+            self._snapshot_ms[venue] = max(self._snapshot_ms.get(venue, 0), ts_ms)
         diffs: list[Difference] = []
         needs: list[tuple[str, str]] = []
         seen: set[str] = set()
-        for o in open_orders:
+        for o in map(_named, open_orders):
             if o.venue is not venue:
                 raise ValueError(f"order {o.client_order_id} is on {o.venue}, not {venue}")
             seen.add(o.client_order_id)
@@ -1588,6 +1608,17 @@ def _merge(cur: Order, new: Order) -> Order:
         venue_order_id=new.venue_order_id or cur.venue_order_id,
         reason=new.reason or cur.reason,
     )
+
+
+def _synthetic_id(venue_order_id: str) -> str:
+    return f"venue:{venue_order_id}"
+
+
+def _named(order: Order) -> Order:
+    """An order placed without a client id (web UI, another tool) is keyed ``venue:<venue order id>``."""
+    if order.client_order_id:
+        return order
+    return replace(order, client_order_id=_synthetic_id(order.venue_order_id))
 
 
 def _order_from_fill(fill: Fill, filled: Decimal) -> Order:

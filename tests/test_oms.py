@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -940,3 +941,29 @@ def test_property_when_random_order_updates_then_never_backwards_and_open_index_
         assert sorted(t.client_order_id for t in oms.open_orders()) == sorted(
             t.client_order_id for t in brute
         )
+
+
+def test_order_when_placed_without_client_id_then_keyed_by_venue_order_id() -> None:
+    oms = OrderManager()
+    o = replace(order("", OrderStatus.NEW), venue_order_id="778")
+    assert oms.on_order(o) is UpdateResult.ADOPTED
+    oms.on_fill(replace(fill("", Side.BUY, "1", "100"), venue_order_id="778"))
+    t = oms.order(BN, "venue:778")
+    assert t is not None and t.external and t.fill_qty == D("1")
+    assert oms.stats()["orders_adopted"] == 1
+
+
+def test_fill_when_older_than_reconcile_snapshot_then_position_not_moved_twice() -> None:
+    """After a restart: the venue's position already holds a fill the adapter delivers afterwards."""
+    oms = OrderManager()
+    oms.reconcile(BN, [], [venue_position("1", "100", ts=900)], [], ts_ms=1_000)
+    f = replace(fill("x1", Side.SELL, "1", "110", fee="0.05", ts=999), realized_pnl=D("10"))
+    oms.on_fill(fill("x0", Side.BUY, "2", "100", ts=500))  # opened 2, then sold 1 (x1)
+    oms.on_fill(f)
+    p = oms.position(BN, "BTCUSDT")
+    assert p.qty == D("1") and p.entry_price == D("100")
+    assert p.realized_pnl == D("10") and oms.totals().fees == D("0.05")
+    assert oms.stats()["fills_in_snapshot"] == 2
+    oms.on_fill(fill("x2", Side.SELL, "1", "120", ts=1_001))  # after the snapshot: applied
+    p = oms.position(BN, "BTCUSDT")
+    assert p.qty == 0 and p.realized_pnl == D("30")
