@@ -185,3 +185,83 @@ def test_price_strings_when_same_value_with_different_exponents_then_identical()
     assert fmt.price(D("65000.1")) == fmt.price(D("65000.10")) == fmt.price(D("6500010E-2")) == "65000.10"
     assert fmt.qty(D("1")) == "1.000"
     assert fmt.price(D("65000.123")) == "65000.123"  # finer than the grid: exact, never rounded
+
+
+def _full_window(book: MirrorBook, depth: int) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
+    return dict(book.bids.top(depth)), dict(book.asks.top(depth))
+
+
+def test_dormant_window_when_book_changes_then_no_message_and_nothing_held() -> None:
+    book = _book()
+    window = BookWindow(3)
+    assert not window.active
+    assert window.update(book, *_change(book, [(D("100"), D("0"))], [])) is None
+    assert window.held() == ({}, {})
+    assert window.u == 0
+
+
+def test_dormant_window_when_synced_twice_without_change_then_same_u_and_activation_keeps_it() -> None:
+    book = _book()
+    window = BookWindow(3)
+    assert window.sync(book) == (1, 50)
+    assert window.sync(book) == (1, 50)
+    snap = window.activate(book)
+    assert window.active and snap.snapshot and (snap.u, snap.seq) == (1, 50)
+    assert (dict(snap.bids), dict(snap.asks)) == _full_window(book, 3) == window.held()
+
+
+def test_dormant_window_when_book_changed_since_last_snapshot_then_activation_numbers_a_new_one() -> None:
+    book = _book()
+    window = BookWindow(3)
+    window.activate(book)
+    window.deactivate()
+    assert not window.active and window.held() == ({}, {})
+    _change(book, [(D("100"), D("0")), (D("100.5"), D("4"))], [])
+    snap = window.activate(book)
+    assert snap.u == 2 and snap.seq == book.last_id
+    assert [p for p, _ in snap.bids] == [D("100.5"), D("99"), D("98")]
+    assert window.held() == _full_window(book, 3)
+
+
+def test_window_when_a_side_empties_and_refills_then_deltas_track_the_book() -> None:
+    book = _book(levels=5)
+    window = BookWindow(3)
+    sub = StrictSubscriber()
+    sub.apply(window.activate(book))
+    gone = [(D("100") - k, D("0")) for k in range(5)]
+    update = window.update(book, *_change(book, gone, []))
+    assert update is not None
+    sub.apply(update)
+    assert sub.bids == {} and len(book.bids) == 0
+    refill = [(D("97") - k, D("2")) for k in range(6)]
+    update = window.update(book, *_change(book, refill, []))
+    assert update is not None
+    sub.apply(update)
+    assert (sub.bids, sub.asks) == _full_window(book, 3)
+
+
+@pytest.mark.parametrize("depth", [2, 7, 1000])
+def test_incremental_window_when_bursts_cross_its_edge_then_equals_a_full_recompute(depth: int) -> None:
+    """Bursts of inserts and deletes near the edge move it both ways by several levels at once; the
+    incremental delta must leave the subscriber with exactly the best ``depth`` levels every time."""
+    rng = random.Random(1000 + depth)
+    book = _book(levels=12)
+    window = BookWindow(depth)
+    sub = StrictSubscriber()
+    sub.apply(window.activate(book))
+    for _ in range(2000):
+        bids: list[tuple[Decimal, Decimal]] = []
+        asks: list[tuple[Decimal, Decimal]] = []
+        for _ in range(rng.randint(1, 12)):
+            if rng.random() < 0.5:
+                price = D(rng.randint(60, 100))
+                if price not in book.asks:
+                    bids.append((price, D(rng.choice([0, 0, 1, 4]))))
+            else:
+                price = D(rng.randint(101, 141))
+                if price not in book.bids:
+                    asks.append((price, D(rng.choice([0, 0, 1, 4]))))
+        update = window.update(book, *_change(book, bids, asks))
+        if update is not None:
+            sub.apply(update)
+        assert (sub.bids, sub.asks) == _full_window(book, depth) == window.held()

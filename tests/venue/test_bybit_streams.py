@@ -136,6 +136,43 @@ async def test_orderbook_when_rebuilt_from_snapshot_and_deltas_then_equals_venue
         assert deltas > 100
 
 
+async def test_orderbook_windows_when_unsubscribed_then_dormant_and_resubscribe_rebuilds_venue_book(
+    market_venue: BybitVenue,
+) -> None:
+    venue = market_venue
+    hub = venue.hub
+    for _ in range(5):
+        venue.advance(100)
+    assert not any(w.active for windows in hub.windows.values() for w in windows.values())
+    async with websockets.connect(f"{venue.ws_url}/v5/public/linear") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.200.BTCUSDT"]}))
+        await recv(ws)
+        first = await recv_topic(ws, "orderbook.200.BTCUSDT")
+        assert [d for d, w in hub.windows["BTCUSDT"].items() if w.active] == [200]
+        await ws.send(json.dumps({"op": "unsubscribe", "args": ["orderbook.200.BTCUSDT"]}))
+        await drain(ws)
+        assert not hub.windows["BTCUSDT"][200].active
+        for _ in range(20):
+            venue.advance(100)
+        assert await drain(ws) == []
+        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.200.BTCUSDT"]}))
+        await recv(ws)
+        book = Rebuilt()
+        snapshot = await recv_topic(ws, "orderbook.200.BTCUSDT")
+        assert snapshot["type"] == "snapshot" and snapshot["data"]["u"] > first["data"]["u"]
+        book.apply(snapshot)
+        assert (book.bids, book.asks) == _venue_levels(venue, "BTCUSDT", 200)
+        for _ in range(30):
+            venue.advance(100)
+            for message in await drain(ws, 0.0):
+                book.apply(message)
+        for message in await drain(ws):
+            book.apply(message)
+        assert (book.bids, book.asks) == _venue_levels(venue, "BTCUSDT", 200)
+    await wait_for(lambda: hub.connection_count() == 0, what="connection closed")
+    assert not hub.windows["BTCUSDT"][200].active
+
+
 async def test_rest_orderbook_when_fetched_then_u_matches_the_1000_level_stream(
     market_venue: BybitVenue,
 ) -> None:

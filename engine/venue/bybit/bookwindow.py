@@ -11,12 +11,18 @@ change of the full book becomes at most one delta for the window, in Bybit's rul
   skip one on purpose); ``seq`` is the core's update id of the change;
 - depth 1 is snapshot-only: every change of the touch is published as a new snapshot.
 
+A window costs nothing until it is activated (the first subscriber of its topic): a dormant window
+holds no levels and only numbers its snapshots (``sync``), so the REST order book's ``u`` still
+matches the snapshot a subscriber would get. An active window is kept in step incrementally: a change
+of the book costs O(changed levels + levels crossing the window's edge + log N), never a re-read of
+the whole window.
+
 Prices are ``Decimal`` here; the wire layer formats them canonically (the same string every time).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -88,6 +94,23 @@ class SideLevels:
             return None
         return self._keys[n - 1]
 
+    def edge_key(self, n: int) -> Decimal | None:
+        """The rank key of the worst of the best ``n`` levels (of every level when the side holds
+        fewer), None when the side is empty."""
+        keys = self._keys
+        if not keys:
+            return None
+        return keys[n - 1] if len(keys) >= n else keys[-1]
+
+    def prices_between(self, low_key: Decimal | None, high_key: Decimal) -> list[Decimal]:
+        """Prices of the levels whose rank key lies in ``(low_key, high_key]`` (from the best level
+        when ``low_key`` is None), best first."""
+        keys = self._keys
+        lo = 0 if low_key is None else bisect_right(keys, low_key)
+        hi = bisect_right(keys, high_key)
+        sign = self._sign
+        return [key * sign for key in keys[lo:hi]]
+
 
 class MirrorBook:
     """The full public book of one symbol, kept in step with the core's update ids."""
@@ -132,10 +155,33 @@ class WindowUpdate:
     snapshot: bool
 
 
-class BookWindow:
-    """The published view of one ``orderbook.{depth}.{symbol}`` topic."""
+class _HeldSide:
+    """The levels of one side a subscriber holds, and the rank key of the worst of them."""
 
-    __slots__ = ("_asks", "_bids", "depth", "seq", "u")
+    __slots__ = ("edge", "levels")
+
+    def __init__(self) -> None:
+        self.levels: dict[Decimal, Decimal] = {}
+        self.edge: Decimal | None = None  # rank key of the worst held level; None when none is held
+
+    def load(self, side: SideLevels, depth: int) -> list[Level]:
+        top = side.top(depth)
+        self.levels = dict(top)
+        self.edge = side.edge_key(depth)
+        return top
+
+    def clear(self) -> None:
+        self.levels = {}
+        self.edge = None
+
+
+class BookWindow:
+    """The published view of one ``orderbook.{depth}.{symbol}`` topic.
+
+    Dormant until :meth:`activate` (or :meth:`reset`); :meth:`update` keeps an active window in step
+    with the book and is a no-op on a dormant one; :meth:`deactivate` drops the held levels."""
+
+    __slots__ = ("_asks", "_bids", "active", "depth", "seq", "u")
 
     def __init__(self, depth: int) -> None:
         if depth < 1:
@@ -143,28 +189,54 @@ class BookWindow:
         self.depth = depth
         self.u = 0
         self.seq = 0
-        self._bids: dict[Decimal, Decimal] = {}
-        self._asks: dict[Decimal, Decimal] = {}
+        self.active = False
+        self._bids = _HeldSide()
+        self._asks = _HeldSide()
 
     def reset(self, book: MirrorBook) -> WindowUpdate:
-        """(Re)load the window from the book; the result is the snapshot every subscriber must take."""
+        """(Re)load the window from the book with the next ``u``: the snapshot every subscriber must
+        take. Activates the window."""
         self.u += 1
         self.seq = book.last_id
-        bids = book.bids.top(self.depth)
-        asks = book.asks.top(self.depth)
-        self._bids = dict(bids)
-        self._asks = dict(asks)
+        return self._load(book)
+
+    def sync(self, book: MirrorBook) -> tuple[int, int]:
+        """``(u, seq)`` of the window's current state. A dormant window numbers a new snapshot when
+        the book changed since its last one; an active window is always current."""
+        if not self.active and (self.u == 0 or self.seq != book.last_id):
+            self.u += 1
+            self.seq = book.last_id
+        return self.u, self.seq
+
+    def activate(self, book: MirrorBook) -> WindowUpdate:
+        """Start maintaining the window (its first subscriber arrived); returns its snapshot."""
+        if self.active:
+            return self.snapshot(book)
+        self.sync(book)
+        return self._load(book)
+
+    def deactivate(self) -> None:
+        """Stop maintaining the window (its last subscriber left): nothing held, no work per change."""
+        self.active = False
+        self._bids.clear()
+        self._asks.clear()
+
+    def _load(self, book: MirrorBook) -> WindowUpdate:
+        self.active = True
+        bids = self._bids.load(book.bids, self.depth)
+        asks = self._asks.load(book.asks, self.depth)
         return WindowUpdate(u=self.u, seq=self.seq, bids=bids, asks=asks, snapshot=True)
 
     def snapshot(self, book: MirrorBook) -> WindowUpdate:
         """The current published state (what a new subscriber starts from), at the current ``u``."""
+        self.sync(book)
         bids = book.bids.top(self.depth)
         asks = book.asks.top(self.depth)
         return WindowUpdate(u=self.u, seq=self.seq, bids=bids, asks=asks, snapshot=True)
 
     def held(self) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
         """Copies of the levels a subscriber holds after the last published message."""
-        return dict(self._bids), dict(self._asks)
+        return dict(self._bids.levels), dict(self._asks.levels)
 
     def skip(self, n: int = 1) -> None:
         """Leave a gap of ``n`` update ids before the next message (the ws_skip_seq fault)."""
@@ -173,7 +245,10 @@ class BookWindow:
     def update(
         self, book: MirrorBook, changed_bids: Sequence[Decimal], changed_asks: Sequence[Decimal]
     ) -> WindowUpdate | None:
-        """The message this change of ``book`` publishes, or None when the window did not change."""
+        """The message this change of ``book`` publishes, or None when the window did not change
+        (always None for a dormant window)."""
+        if not self.active:
+            return None
         bid_delta = _side_delta(self._bids, book.bids, changed_bids, self.depth)
         ask_delta = _side_delta(self._asks, book.asks, changed_asks, self.depth)
         if not bid_delta and not ask_delta:
@@ -181,32 +256,52 @@ class BookWindow:
         self.u += 1
         self.seq = book.last_id
         if self.depth == 1:
-            bids, asks = list(self._bids.items()), list(self._asks.items())
+            bids, asks = list(self._bids.levels.items()), list(self._asks.levels.items())
             return WindowUpdate(u=self.u, seq=self.seq, bids=bids, asks=asks, snapshot=True)
         return WindowUpdate(u=self.u, seq=self.seq, bids=bid_delta, asks=ask_delta, snapshot=False)
 
 
-def _side_delta(
-    held: dict[Decimal, Decimal], side: SideLevels, changed: Sequence[Decimal], depth: int
-) -> list[Level]:
-    """Bring ``held`` (the window's levels of one side) in line with the book; return the delta."""
+def _side_delta(held: _HeldSide, side: SideLevels, changed: Sequence[Decimal], depth: int) -> list[Level]:
+    """Bring ``held`` (the best ``depth`` levels of one side before the change) in line with ``side``
+    (the book after it); return the delta, best first.
+
+    A level's membership of the window is "present and ranked at or before the window's edge". An
+    unchanged level can only enter or leave the window when the edge moved past it, so the levels to
+    look at are the changed prices plus the book's levels between the old and the new edge."""
     if not changed:
         return []
-    boundary = None
-    if len(held) >= depth:
-        worst = max(held, key=side.key)
-        boundary = side.key(worst)
-        if all(side.key(p) > boundary for p in changed):
-            return []  # every change lies beyond a full window: nothing a subscriber holds moved
-    new = dict(side.top(depth))
+    old_edge = held.edge
+    new_edge = side.edge_key(depth)
+    candidates: list[Decimal] = list(changed)
+    if new_edge != old_edge:
+        if old_edge is None:
+            assert new_edge is not None
+            candidates.extend(side.prices_between(None, new_edge))
+        elif new_edge is None:
+            pass  # the side is empty now: every held level was deleted, so every one is a changed price
+        elif new_edge > old_edge:
+            candidates.extend(side.prices_between(old_edge, new_edge))
+        else:
+            candidates.extend(side.prices_between(new_edge, old_edge))
+    levels = held.levels
     delta: list[Level] = []
-    for price in held:
-        if price not in new:
+    seen: set[Decimal] = set()
+    for price in candidates:
+        if price in seen:
+            continue
+        seen.add(price)
+        was = levels.get(price)
+        qty = side.get(price)
+        inside = qty is not None and new_edge is not None and side.key(price) <= new_edge
+        if inside:
+            assert qty is not None
+            if was != qty:
+                levels[price] = qty
+                delta.append((price, qty))
+        elif was is not None:
+            del levels[price]
             delta.append((price, _ZERO))
-    for price, qty in new.items():
-        if held.get(price) != qty:
-            delta.append((price, qty))
-    held.clear()
-    held.update(new)
-    delta.sort(key=lambda level: side.key(level[0]))
+    held.edge = new_edge
+    if len(delta) > 1:
+        delta.sort(key=lambda level: side.key(level[0]))
     return delta

@@ -1,9 +1,12 @@
 """Bybit v5 WebSocket streams of the local venue: public ``/v5/public/linear`` and private ``/v5/private``
 (protocol notes 2.6 to 2.8, 3.2).
 
-:class:`BybitHub` listens to the exchange core. It mirrors every symbol's public book and keeps one
-:class:`~engine.venue.bybit.bookwindow.BookWindow` per ``orderbook.{1,50,200,1000}`` topic (the REST
-order book answers from the same windows, so its ``u`` matches the 1000-level stream), the ticker
+:class:`BybitHub` listens to the exchange core. It mirrors every symbol's public book and has one
+:class:`~engine.venue.bybit.bookwindow.BookWindow` per ``orderbook.{1,50,200,1000}`` topic, maintained
+only while the topic has subscribers (the first subscriber activates it from the mirror and gets its
+snapshot; the last one to leave deactivates it), so a market step costs nothing per depth nobody
+watches. The REST order book numbers its answer from the 1000-level window (its ``u`` matches the
+snapshot a 1000-level subscriber gets), the ticker
 state, one-minute bars for klines and 24 h statistics, and each account's recent orders, funding
 executions and the orders the front-end itself cancelled (a PostOnly that would take liquidity is
 accepted and then cancelled, as on Bybit). Every event becomes one message built and serialised once
@@ -272,6 +275,7 @@ class BybitHub:
         self.formats = {s: wire.InstrumentFormat(spec) for s, spec in self.core.instruments.items()}
         self.books: dict[str, MirrorBook] = {}
         self.windows: dict[str, dict[int, BookWindow]] = {}
+        self._active: dict[str, list[BookWindow]] = {}  # symbol -> windows with subscribers
         self.bars: dict[str, MinuteBars] = {s: MinuteBars() for s in self.core.instruments}
         self.marks: dict[str, MarkPriceEvent] = {}
         self.book_cts: dict[str, int] = {}  # symbol -> time of the last book change
@@ -296,20 +300,51 @@ class BybitHub:
 
     # ---- books ------------------------------------------------------------------------------------
 
-    def _load_book(self, symbol: str) -> list[WindowUpdate]:
+    def _load_book(self, symbol: str) -> list[tuple[BookWindow, WindowUpdate]]:
+        """(Re)load the symbol's mirror from the core; every active window restarts from a snapshot
+        (returned with it); dormant windows stay dormant."""
         last_id, bids, asks = self.core.depth(symbol, MIRROR_DEPTH)
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = MirrorBook(symbol)
         book.load(last_id, bids, asks)
-        windows = self.windows.setdefault(symbol, {d: BookWindow(d) for d in BOOK_DEPTHS})
-        return [w.reset(book) for w in windows.values()]
+        self.windows.setdefault(symbol, {d: BookWindow(d) for d in BOOK_DEPTHS})
+        self._active.setdefault(symbol, [])
+        return [(w, w.reset(book)) for w in self._active[symbol]]
+
+    def _window_for(self, topic: str) -> tuple[str, BookWindow] | None:
+        parsed = parse_public_topic(topic)
+        if parsed is None or parsed[0] != "orderbook":
+            return None
+        _, depth, symbol = parsed
+        windows = self.windows.get(symbol)
+        if windows is None:
+            return None
+        return symbol, windows[depth]
+
+    def _activate(self, symbol: str, window: BookWindow) -> None:
+        if not window.active:
+            window.activate(self.books[symbol])
+            self._active[symbol].append(window)
+
+    def _release_topic(self, topic: str) -> None:
+        """A subscriber left ``topic``: with none left, its order-book window stops being maintained."""
+        if self._public.get(topic):
+            return
+        found = self._window_for(topic)
+        if found is None:
+            return
+        symbol, window = found
+        if window.active:
+            window.deactivate()
+            self._active[symbol].remove(window)
+        self._held.pop(topic, None)  # a reorder-held message of a topic nobody follows any more
 
     def book_snapshot(self, symbol: str, limit: int) -> tuple[int, int, list[Level], list[Level]]:
         """(u of the 1000-level topic, seq, bids, asks) for the REST order book."""
         book = self.books[symbol]
-        window = self.windows[symbol][1000]
-        return window.u, window.seq, book.bids.top(limit), book.asks.top(limit)
+        u, seq = self.windows[symbol][1000].sync(book)
+        return u, seq, book.bids.top(limit), book.asks.top(limit)
 
     def touch(self, symbol: str) -> tuple[tuple[Decimal, Decimal] | None, tuple[Decimal, Decimal] | None]:
         book = self.books[symbol]
@@ -353,20 +388,21 @@ class BybitHub:
                 book.last_id,
                 event.prev_last_id,
             )
-            for update, window in zip(
-                self._load_book(event.symbol), self.windows[event.symbol].values(), strict=True
-            ):
+            for window, update in self._load_book(event.symbol):
                 self._publish_book(event.symbol, window, update, event.ts_ms)
             return
         changed_bids, changed_asks = book.apply(event.last_id, event.bids, event.asks)
         self.book_cts[event.symbol] = event.ts_ms
-        for window in self.windows[event.symbol].values():
-            topic = f"orderbook.{window.depth}.{event.symbol}"
-            subscribed = bool(self._public.get(topic))
-            if subscribed and faults.take_ws_skip(self.ctx):
+        active = self._active[event.symbol]
+        if not active:
+            return
+        for window in list(active):  # a slow consumer dropped while publishing may deactivate one
+            if not window.active:
+                continue
+            if faults.take_ws_skip(self.ctx):
                 window.skip(1)
             delta = window.update(book, changed_bids, changed_asks)
-            if delta is not None and subscribed:
+            if delta is not None:
                 self._publish_book(event.symbol, window, delta, event.ts_ms)
 
     def _book_message(self, symbol: str, window: BookWindow, update: WindowUpdate, cts: int) -> str:
@@ -614,10 +650,10 @@ class BybitHub:
             asyncio.get_running_loop().create_task(conn.ws.close(code=1008, message=b"slow consumer"))
 
     def _send_book_snapshot(self, conn: Connection, topic: str) -> None:
-        parsed = parse_public_topic(topic)
-        assert parsed is not None and parsed[0] == "orderbook"
-        _, depth, symbol = parsed
-        window = self.windows[symbol][depth]
+        found = self._window_for(topic)
+        assert found is not None, topic
+        symbol, window = found
+        self._activate(symbol, window)
         update = window.snapshot(self.books[symbol])
         self._offer(conn, self._book_message(symbol, window, update, self.ctx.now_ms()))
 
@@ -633,6 +669,7 @@ class BybitHub:
             subs = self._public.get(topic)
             if subs is not None:
                 subs.discard(conn)
+                self._release_topic(topic)
         if conn.account is not None:
             subs = self._private.get(conn.account)
             if subs is not None:
@@ -814,6 +851,7 @@ class BybitHub:
                 subs = self._public.get(topic)
                 if subs is not None:
                     subs.discard(conn)
+                    self._release_topic(topic)
             self._reply(conn, reply)
             return
         already = [t for t in topics if t in conn.topics]

@@ -33,6 +33,7 @@ from engine.venue.model import (
 
 __all__ = [
     "FRONTEND_ID_BASE",
+    "PRICE_CACHE_SIZE",
     "InstrumentFormat",
     "envelope",
     "exec_id",
@@ -118,10 +119,18 @@ def fmt_ratio(numerator: Decimal, denominator: Decimal) -> str:
         return fmt_decimal((numerator / denominator).quantize(Decimal("0.0001")), 0)
 
 
-class InstrumentFormat:
-    """Canonical price and size strings of one instrument."""
+#: entries of an instrument's price-string cache before it is emptied (book prices repeat step to step)
+PRICE_CACHE_SIZE = 8192
 
-    __slots__ = ("price_places", "qty_places", "spec")
+
+class InstrumentFormat:
+    """Canonical price and size strings of one instrument.
+
+    Book prices recur from one market step to the next, so their strings are cached (by value: equal
+    decimals format to the same canonical string whatever their exponent), in a bounded dict emptied
+    when it reaches :data:`PRICE_CACHE_SIZE` entries."""
+
+    __slots__ = ("_prices", "price_places", "qty_places", "spec")
 
     def __init__(self, spec: InstrumentSpec) -> None:
         self.spec = spec
@@ -130,9 +139,18 @@ class InstrumentFormat:
         assert isinstance(tick_exp, int) and isinstance(lot_exp, int)
         self.price_places = max(spec.price_precision, -tick_exp, 0)
         self.qty_places = max(spec.qty_precision, -lot_exp, 0)
+        self._prices: dict[Decimal, str] = {}
 
     def price(self, value: Decimal) -> str:
-        return fmt_decimal(value, self.price_places)
+        if not value.is_finite():  # never a cache key (a signalling NaN cannot even be hashed)
+            raise ValueError(f"not a finite decimal: {value!r}")
+        text = self._prices.get(value)
+        if text is None:
+            text = fmt_decimal(value, self.price_places)
+            if len(self._prices) >= PRICE_CACHE_SIZE:
+                self._prices.clear()
+            self._prices[value] = text
+        return text
 
     def qty(self, value: Decimal) -> str:
         return fmt_decimal(value, self.qty_places)
@@ -140,7 +158,7 @@ class InstrumentFormat:
     def level(self, price: Decimal, qty: Decimal) -> list[str]:
         """A book level; a deletion's size is ``"0"`` exactly, as Bybit sends it."""
         size = "0" if qty == _ZERO else fmt_decimal(qty, self.qty_places)
-        return [fmt_decimal(price, self.price_places), size]
+        return [self.price(price), size]
 
 
 # ---- request values -------------------------------------------------------------------------------
