@@ -73,8 +73,25 @@ _BINANCE_ADAPTER_KWARGS = {
     "reconnect_base_delay_s",
 }
 
-#: venue -> adapter maker; the Bybit worker registers ``MAKERS[Venue.BYBIT]`` here
-MAKERS: dict[Venue, Callable[..., ExchangeAdapter]] = {Venue.BINANCE: make_binance}
+
+def make_bybit(venue: VenueServer, sink: Callable[[Any], None], **overrides: Any) -> ExchangeAdapter:
+    from engine.adapters.bybit import BybitAdapter
+
+    adapter_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in _BYBIT_ADAPTER_KWARGS}
+    return BybitAdapter(settings_for(venue, Venue.BYBIT, **overrides), sink, **adapter_kwargs)
+
+
+_BYBIT_ADAPTER_KWARGS = {
+    "book_depth",
+    "stall_after_s",
+    "rest_workers",
+    "place_retries",
+    "retry_delay_s",
+    "post_only_wait_s",
+}
+
+#: venue -> adapter maker
+MAKERS: dict[Venue, Callable[..., ExchangeAdapter]] = {Venue.BINANCE: make_binance, Venue.BYBIT: make_bybit}
 
 
 @pytest.fixture

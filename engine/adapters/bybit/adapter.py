@@ -129,7 +129,9 @@ class BybitAdapter(ExchangeAdapter):
         rest_workers: int = 4,
         max_tracked_orders: int = 10_000,
         max_seen_executions: int = 50_000,
-        lookup_attempts: int = 3,
+        place_retries: int = 2,
+        retry_delay_s: float = 0.05,
+        post_only_wait_s: float | None = None,
     ) -> None:
         self.settings = settings
         self._sink = sink
@@ -154,7 +156,13 @@ class BybitAdapter(ExchangeAdapter):
         self._balances: dict[str, Balance] = {}
         self._hedge: bool | None = None
         self._margin_mode: MarginMode | None = None
-        self._lookup_attempts = max(1, lookup_attempts)
+        self._lookup_attempts = max(1, place_retries + 1)
+        self._retry_delay_s = retry_delay_s
+        # how long place_order waits for the stream's verdict on a PostOnly order
+        self._post_only_wait_s = (
+            post_only_wait_s if post_only_wait_s is not None else settings.request_timeout_s
+        )
+        self._verdicts: dict[str, asyncio.Future[Order]] = {}
         self._public: BybitPublicStream | None = None
         self._private: BybitPrivateStream | None = None
         self._watchdog: BookWatchdog | None = None
@@ -168,7 +176,7 @@ class BybitAdapter(ExchangeAdapter):
             "reconciles": 0,
             "reconcile_failures": 0,
             "order_lookups": 0,
-            "order_retries": 0,
+            "place_retries": 0,
             "orders_adopted": 0,
             "local_rejects": 0,
         }
@@ -406,11 +414,12 @@ class BybitAdapter(ExchangeAdapter):
         last_error: VenueError | None = None
         for attempt in range(self._lookup_attempts):
             if attempt:
-                self._counters["order_retries"] += 1
                 log.warning("bybit_place_retry link=%s attempt=%d", link, attempt + 1)
+                await asyncio.sleep(self._retry_delay_s * attempt)
             try:
                 result = await self.rest.call("place_order", params, order=True)
             except VenueUnavailable as exc:
+                self._counters["place_retries"] += 1
                 last_error = exc
                 found = await self._lookup(symbol, link)
                 if found is not None:
@@ -430,16 +439,47 @@ class BybitAdapter(ExchangeAdapter):
                 self._forget_provisional(link)
                 raise
             order_id, _ = self._parsed(parse_ack, result)
+            acked = dataclasses.replace(
+                provisional, venue_order_id=order_id, status=self._ack_status(request)
+            )
             known = self._orders.get(link)
+            if known is not None and known.status is OrderStatus.PENDING:
+                # the table keeps PENDING until the order stream (or a REST read) confirms the state,
+                # so that confirmation is emitted as an OrderUpdate
+                self._orders[link] = dataclasses.replace(known, venue_order_id=order_id)
+            if request.type is OrderType.LIMIT and request.tif is TimeInForce.POST_ONLY:
+                return await self._post_only_verdict(acked)
             if known is not None and known.status is not OrderStatus.PENDING:
                 return known
-            # the table keeps PENDING until the order stream (or a REST read) confirms the state, so
-            # that confirmation is emitted as an OrderUpdate
-            if known is not None:
-                self._orders[link] = dataclasses.replace(known, venue_order_id=order_id)
-            return dataclasses.replace(provisional, venue_order_id=order_id, status=self._ack_status(request))
+            return acked
         assert last_error is not None
         raise last_error
+
+    async def _post_only_verdict(self, acked: Order) -> Order:
+        """Bybit accepts a PostOnly that would take and cancels it on the order stream
+        (``EC_PostOnlyWillTakeLiquidity``). Like the other venues' synchronous refusal, that becomes an
+        :class:`OrderRejected` ("post_only") here; the stream's OrderUpdate is emitted as well. Without a
+        verdict within ``post_only_wait_s`` the acknowledged order is returned."""
+        link = acked.client_order_id
+        known = self._orders.get(link)
+        if known is None or known.status is OrderStatus.PENDING:
+            future: asyncio.Future[Order] = asyncio.get_running_loop().create_future()
+            self._verdicts[link] = future
+            try:
+                known = await asyncio.wait_for(future, self._post_only_wait_s)
+            except TimeoutError:
+                log.warning("bybit_post_only_no_verdict link=%s", link)
+                return acked
+            finally:
+                self._verdicts.pop(link, None)
+        if known.status is OrderStatus.REJECTED and known.reason == "post_only":
+            raise OrderRejected(
+                venue=VENUE_NAME,
+                code=None,
+                message=f"post-only order {link} would take liquidity (EC_PostOnlyWillTakeLiquidity)",
+                reason="post_only",
+            )
+        return known
 
     @staticmethod
     def _ack_status(request: OrderRequest) -> OrderStatus:
@@ -743,6 +783,9 @@ class BybitAdapter(ExchangeAdapter):
         self._store(order)
         if emit:
             self._sink(OrderUpdate(order=order, fill=None))
+        waiter = self._verdicts.get(order.client_order_id)
+        if waiter is not None and not waiter.done() and order.status is not OrderStatus.PENDING:
+            waiter.set_result(order)
 
     def _apply_execution(self, entry: dict[str, Any]) -> None:
         link = str(entry.get("orderLinkId") or "")
