@@ -51,7 +51,7 @@ class AdapterSettings:
     rest_url: str
     ws_public_url: str
     ws_private_url: str
-    api_key: str
+    api_key: str = field(repr=False)  # identifies the account; kept out of reprs and logs too
     api_secret: str = field(repr=False)  # never in a repr, a log line or an error
     symbols: tuple[str, ...]
     stale_after_s: float = 5.0  # a book with no update for this long is STALE
