@@ -29,6 +29,9 @@ Venue config::
     [venue.rate_limits]               # Binance limits (BinanceLimits fields)
     weight_per_minute = 2400
 
+    [venue.bybit_rate_limits]         # Bybit per-UID requests per second, by endpoint (overrides
+    "/v5/order/create" = 10           # engine.venue.bybit.rest.ENDPOINT_LIMITS entry by entry)
+
     [venue.instruments.BTCUSDT]       # instrument overrides (engine.venue.instruments)
     min_notional = "5"
 """
@@ -60,6 +63,7 @@ from engine.venue import control, faults
 from engine.venue.binance import LIMITS_KEY, LISTEN_KEY_VALIDITY_KEY, QUEUE_LIMIT_KEY
 from engine.venue.binance import setup as binance_setup
 from engine.venue.bybit import setup as bybit_setup
+from engine.venue.bybit.rest import ENDPOINT_LIMITS as BYBIT_ENDPOINT_LIMITS
 from engine.venue.context import VenueContext
 from engine.venue.model import ExchangeCore, FaultPlan
 from engine.venue.ratelimit import BinanceLimits
@@ -109,6 +113,7 @@ class VenueConfig:
     accounts: tuple[AccountSpec, ...] = ()
     faults: Mapping[str, object] = field(default_factory=dict)
     rate_limits: BinanceLimits = field(default_factory=BinanceLimits)
+    bybit_rate_limits: Mapping[str, int] = field(default_factory=dict)
     instruments: Mapping[str, Any] = field(default_factory=dict)
     listen_key_validity_ms: int = 60 * 60 * 1000
     ws_queue_limit: int = 10_000
@@ -140,6 +145,7 @@ _VENUE_KEYS = {
     "accounts",
     "faults",
     "rate_limits",
+    "bybit_rate_limits",
     "instruments",
     "listen_key_validity_s",
     "ws_queue_limit",
@@ -261,6 +267,22 @@ def load_venue_config(path: str) -> VenueConfig:
             raise ConfigError(path=path, key=f"venue.rate_limits.{name}", reason="unknown key")
         _int(path, f"venue.rate_limits.{name}", value, lo=1, hi=10**12)
     kwargs["rate_limits"] = BinanceLimits(**limits_table)
+    bybit_table = venue.get("bybit_rate_limits", {})
+    if not isinstance(bybit_table, dict):
+        raise ConfigError(
+            path=path,
+            key="venue.bybit_rate_limits",
+            reason="must be a table of endpoint = requests per second",
+        )
+    for name, value in bybit_table.items():
+        if name not in BYBIT_ENDPOINT_LIMITS:
+            raise ConfigError(
+                path=path,
+                key=f"venue.bybit_rate_limits.{name}",
+                reason=f"unknown endpoint; known: {', '.join(sorted(BYBIT_ENDPOINT_LIMITS))}",
+            )
+        _int(path, f"venue.bybit_rate_limits.{name}", value, lo=1, hi=1_000_000)
+    kwargs["bybit_rate_limits"] = dict(bybit_table)
     instruments = venue.get("instruments", {})
     if not isinstance(instruments, dict):
         raise ConfigError(path=path, key="venue.instruments", reason="must be a table keyed by symbol")
@@ -325,7 +347,12 @@ class VenueServer:
         if self.clock is not None:
             app[control.SHIFT_CLOCK_KEY] = self.clock.shift
         binance_setup(app, self.ctx)
-        bybit_setup(app, self.ctx)
+        bybit_setup(
+            app,
+            self.ctx,
+            rate_limits=self.config.bybit_rate_limits,
+            queue_limit=self.config.ws_queue_limit,
+        )
         control.setup(app, self.ctx)
         return app
 

@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from binance import AsyncClient
 from binance.exceptions import BinanceAPIException
 
 from engine.errors import ConfigError
+from engine.venue.bybit import BYBIT_HUB_KEY
+from engine.venue.bybit.auth import rest_signature
 from engine.venue.faults import FaultUpdateError, apply_fault_update, take_http_fault, take_ws_skip
 from engine.venue.model import FaultPlan
 from engine.venue.ratelimit import BinanceLimiter, BinanceLimits, PerSecondLimiter, WindowCounter
@@ -243,6 +246,58 @@ async def test_ws_drop_when_requested_then_every_connection_closes(venue: VenueS
                     await asyncio.wait_for(ws.recv(), 5)
 
 
+async def _bybit_signed_post(venue: VenueServer, path: str, body: dict[str, object]) -> dict[str, Any]:
+    payload = json.dumps(body)
+    ts = str(venue.ctx.now_ms())
+    headers = {
+        "X-BAPI-API-KEY": VENUE_KEY,
+        "X-BAPI-TIMESTAMP": ts,
+        "X-BAPI-RECV-WINDOW": "5000",
+        "X-BAPI-SIGN": rest_signature(
+            VENUE_SECRET, timestamp=ts, api_key=VENUE_KEY, recv_window="5000", payload=payload.encode()
+        ),
+        "Content-Type": "application/json",
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(venue.base_url + path, data=payload.encode(), headers=headers) as resp,
+    ):
+        reply: dict[str, Any] = await resp.json()
+        reply["_limit"] = resp.headers.get("X-Bapi-Limit")
+        return reply
+
+
+@pytest.mark.parametrize("venue", [{"bybit_rate_limits": {"/v5/order/create": 2}}], indirect=True)
+async def test_configured_bybit_limit_when_exceeded_through_the_server_then_retcode_10006(
+    venue: VenueServer,
+) -> None:
+    mark = venue.core.mark("BTCUSDT").mark_price
+    price = (mark * Decimal("0.98")).quantize(Decimal("0.1"))
+    order = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit",
+             "qty": "0.010", "price": str(price)}  # fmt: skip
+    for _attempt in range(3):  # the four calls must land in one one-second window: start at its top
+        await asyncio.sleep((1000 - venue.ctx.now_ms() % 1000) / 1000 + 0.005)
+        replies = [await _bybit_signed_post(venue, "/v5/order/create", order) for _ in range(4)]
+        codes = [r["retCode"] for r in replies]
+        if codes == [0, 0, 10006, 10006]:
+            break
+    assert codes == [0, 0, 10006, 10006], replies
+    limited = next(r for r in replies if r["retCode"] == 10006)
+    assert limited["retMsg"] == "Too many visits!" and limited["_limit"] == "2"
+    # an endpoint the config does not name keeps its default budget (10/s), not the override's
+    cancel = await _bybit_signed_post(
+        venue, "/v5/order/cancel-all", {"category": "linear", "symbol": "BTCUSDT"}
+    )
+    assert cancel["retCode"] == 0 and cancel["_limit"] == "10"
+
+
+@pytest.mark.parametrize("venue", [{"ws_queue_limit": 37}], indirect=True)
+async def test_configured_ws_queue_limit_when_server_built_then_bybit_streams_use_it(
+    venue: VenueServer,
+) -> None:
+    assert venue.app[BYBIT_HUB_KEY].queue_limit == 37
+
+
 # ---- config and command -------------------------------------------------------------------------------
 
 
@@ -264,12 +319,14 @@ def test_venue_config_when_valid_then_loaded_and_errors_name_the_key(
         "[venue]\nport = 0\nseed = 3\ntick_ms = 25\nfunding_interval_s = 60\n"
         '[[venue.accounts]]\nkey = "a"\nsecret_env = "VENUE_TEST_SECRET"\nusdt = "500"\n'
         "[venue.faults]\nhttp_5xx = 2\n[venue.rate_limits]\nweight_per_minute = 100\n"
+        '[venue.bybit_rate_limits]\n"/v5/order/create" = 3\n'
         '[venue.instruments.BTCUSDT]\nmin_notional = "5"\n'
     )
     cfg = load_venue_config(str(good))
     assert (cfg.port, cfg.seed, cfg.tick_ms, cfg.funding_interval_s) == (0, 3, 25, 60)
     assert cfg.accounts[0].secret == "from-env" and str(cfg.accounts[0].usdt) == "500"
     assert cfg.faults == {"http_5xx": 2} and cfg.rate_limits.weight_per_minute == 100
+    assert cfg.bybit_rate_limits == {"/v5/order/create": 3}
     cases = {
         "[venue]\nbogus = 1\n": "venue.bogus",
         "[venue]\nport = 70000\n": "venue.port",
@@ -277,6 +334,8 @@ def test_venue_config_when_valid_then_loaded_and_errors_name_the_key(
         '[[venue.accounts]]\nkey = "a"\nsecret = "s"\nusdt = 1.5\n': "venue.accounts[0].usdt",
         "[venue.faults]\nhttp_500 = 1\n": "venue.faults",
         "[venue.rate_limits]\nfoo = 1\n": "venue.rate_limits.foo",
+        '[venue.bybit_rate_limits]\n"/v5/nope" = 1\n': "venue.bybit_rate_limits./v5/nope",
+        '[venue.bybit_rate_limits]\n"/v5/order/create" = 0\n': "venue.bybit_rate_limits./v5/order/create",
         '[venue.instruments.BTCUSDT]\ntick_size = "abc"\n': "venue.instruments.BTCUSDT.tick_size",
         "not toml [": "-",
     }

@@ -34,8 +34,9 @@ def setup(
     rate_limits: Mapping[str, int] | None = None,
     queue_limit: int = QUEUE_LIMIT,
 ) -> None:
-    """Mount the Bybit front-end on ``app``. ``rate_limits`` overrides the per-UID, per-endpoint
-    requests per second (``engine.venue.bybit.rest.ENDPOINT_LIMITS``); ``queue_limit`` is how many
+    """Mount the Bybit front-end on ``app``. ``rate_limits`` overrides entries of the per-UID,
+    per-endpoint requests per second (``engine.venue.bybit.rest.ENDPOINT_LIMITS``; the endpoints it
+    does not name keep their defaults); ``queue_limit`` is how many
     messages a stream consumer may fall behind before it is disconnected."""
     hub = BybitHub(ctx, queue_limit=queue_limit)
     rest = BybitRest(ctx, hub, limits=rate_limits)

@@ -165,7 +165,7 @@ class BybitRest:
         self.ctx = ctx
         self.core = ctx.core
         self.hub = hub
-        self.limiter = PerSecondLimiter(limits=dict(limits if limits is not None else ENDPOINT_LIMITS))
+        self.limiter = PerSecondLimiter(limits={**ENDPOINT_LIMITS, **(limits or {})})
         self.launch_ms = ctx.now_ms()
         self.routes: dict[str, _Route] = {
             "/v5/market/time": _Route("GET", self.server_time, private=False),
