@@ -4,6 +4,7 @@ Exceptions are for faults. A risk denial is a value with a reason, never an exce
 
     EngineError
     ├── ConfigError            a config file or value is invalid (names the file, key and reason)
+    │   └── RiskLimitError     a risk limit (or saved risk state) value is invalid; also a ValueError
     ├── KernelUnavailable      the compiled kernels are not built and ENGINE_PUREPYTHON is not set
     ├── MarketDataError        market data that cannot be applied
     │   └── MalformedMessage   an exchange message that cannot be parsed (counted and dropped)
@@ -36,6 +37,7 @@ __all__ = [
     "MarketDataError",
     "OrderRejected",
     "RateLimited",
+    "RiskLimitError",
     "VenueError",
     "VenueUnavailable",
 ]
@@ -73,6 +75,14 @@ class ConfigError(EngineError):
         self.key = key
         self.reason = reason
         super().__init__(f"{path}: {key}: {reason}")
+
+
+class RiskLimitError(ConfigError, ValueError):
+    """A risk limit is invalid: from the config's ``[risk]`` table, ``limits set`` at run time, or a saved
+    risk state being restored. A fault, never a denial (denials are values)."""
+
+    def __init__(self, *, key: str, reason: str, path: str = "[risk]") -> None:
+        super().__init__(path=path, key=key, reason=reason)
 
 
 class KernelUnavailable(EngineError):
