@@ -27,7 +27,9 @@ integers; this module is its ``Decimal`` edge and everything around it:
   lot step; below the instrument's minimum quantity: ``Denied("size_below_minimum")``.
 - **Metrics** on demand: :func:`portfolio_metrics`.
 
-Open orders count against the position and exposure limits as if they all fill: feed the manager the
+Open orders count against the position and exposure limits as if they all fill. Every ``Approved``
+order is booked in the gate at once (open orders + 1, its lots pending): when it is not sent after all,
+or leaves the book, call :meth:`~UnifiedRiskManager.on_order_done`. Feed the manager the rest of the
 order lifecycle (:meth:`~UnifiedRiskManager.on_fill`, :meth:`~UnifiedRiskManager.on_order_done`) and
 reconcile it (:meth:`~UnifiedRiskManager.set_position`, :meth:`~UnifiedRiskManager.set_open_orders`).
 The gate holds one net position per symbol (hedge-mode sides are netted). A symbol's book counts as
@@ -628,6 +630,8 @@ class UnifiedRiskManager:
         if s is None:
             return _unknown(request.venue, request.symbol)
         price = request.price if request.type is OrderType.LIMIT else None
+        if request.type is OrderType.LIMIT and price is None:
+            return Denied(reason="invalid_order", detail=f"{request.symbol}: a limit order without a price")
         flags = 0
         if request.reduce_only or request.close_position:
             flags |= self._k.FLAG_REDUCE_ONLY
@@ -644,6 +648,8 @@ class UnifiedRiskManager:
         if s is None:
             return _unknown(signal.venue, signal.symbol)
         price = signal.limit_price if signal.type is OrderType.LIMIT else None
+        if signal.type is OrderType.LIMIT and price is None:
+            return Denied(reason="invalid_order", detail=f"{signal.symbol}: a limit signal without a price")
         qty = signal.qty
         sized = qty is None
         if qty is None:

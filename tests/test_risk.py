@@ -512,3 +512,49 @@ def test_portfolio_metrics_when_known_series_then_var_es_and_drawdowns() -> None
     assert got.var_95 == pytest.approx(0.25)  # n = 3: the worst return, -25%
     empty = portfolio_metrics([], [])
     assert (empty.var_95, empty.max_drawdown, empty.leverage) == (0.0, D(0), D(0))
+
+
+def test_limit_signal_when_no_price_then_invalid_order(impl: SimpleNamespace) -> None:
+    denied(manager(impl).check_signal(buy(type=OrderType.LIMIT), now_ms=NOW), "invalid_order")
+
+
+def test_open_orders_when_reconciled_then_count_and_lots_follow_the_venue(impl: SimpleNamespace) -> None:
+    from engine.types import Order, OrderStatus, TimeInForce
+
+    def venue_order(status: OrderStatus, side: Side, qty: str, filled: str) -> Order:
+        return Order(
+            venue=Venue.BINANCE,
+            symbol="BTCUSDT",
+            client_order_id="x",
+            venue_order_id="1",
+            side=side,
+            type=OrderType.LIMIT,
+            tif=TimeInForce.GTC,
+            qty=D(qty),
+            price=D("64000"),
+            filled_qty=D(filled),
+            avg_price=D(0),
+            status=status,
+            reduce_only=False,
+            position_side=PositionSide.BOTH,
+            trigger_price=None,
+            ts_ms=NOW,
+        )
+
+    m = manager(impl, max_open_orders_per_symbol=2, max_position_notional=D("6500"))
+    m.set_open_orders(
+        Venue.BINANCE,
+        "BTCUSDT",
+        [
+            venue_order(OrderStatus.NEW, Side.BUY, "0.05", "0"),
+            venue_order(OrderStatus.PARTIALLY_FILLED, Side.BUY, "0.04", "0.01"),
+            venue_order(OrderStatus.FILLED, Side.BUY, "1", "1"),
+        ],
+    )
+    denied(m.check_signal(buy("0.001"), now_ms=NOW), "max_open_orders")
+    status = m.status()
+    assert status["symbols"]["binance:BTCUSDT"]["open_orders"] == 2  # type: ignore[index]
+    assert D(str(status["exposure"])) == D("0.080") * D("65000")
+    m.on_order_done(Venue.BINANCE, "BTCUSDT", Side.BUY, D("0.05"))
+    denied(m.check_signal(buy("0.021"), now_ms=NOW), "position_limit")  # 0.03 + 0.071 > 0.1
+    assert isinstance(m.check_signal(buy("0.07"), now_ms=NOW), Approved)
