@@ -556,5 +556,5 @@ def test_open_orders_when_reconciled_then_count_and_lots_follow_the_venue(impl: 
     assert status["symbols"]["binance:BTCUSDT"]["open_orders"] == 2  # type: ignore[index]
     assert D(str(status["exposure"])) == D("0.080") * D("65000")
     m.on_order_done(Venue.BINANCE, "BTCUSDT", Side.BUY, D("0.05"))
-    denied(m.check_signal(buy("0.021"), now_ms=NOW), "position_limit")  # 0.03 + 0.071 > 0.1
+    denied(m.check_signal(buy("0.071"), now_ms=NOW), "position_limit")  # 0.03 + 0.071 > 0.1
     assert isinstance(m.check_signal(buy("0.07"), now_ms=NOW), Approved)
