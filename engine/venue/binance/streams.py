@@ -538,7 +538,7 @@ class BinanceStreams:
             if subscribers is not None:
                 subscribers.pop(conn, None)
                 if not subscribers:
-                    del self._channels[key]
+                    self._drop_channel(key)
         if conn.account is not None:
             conns = self._private.get(conn.account)
             if conns is not None:
@@ -569,7 +569,15 @@ class BinanceStreams:
         if subscribers is not None:
             subscribers.pop(conn, None)
             if not subscribers:
-                del self._channels[key]
+                self._drop_channel(key)
+
+    def _drop_channel(self, key: str) -> None:
+        """The channel's last subscriber left: forget it, and any diff the reorder fault held back for
+        it (a later subscriber must never get a stale diff out of nowhere)."""
+        del self._channels[key]
+        symbol, _, kind = key.partition("|")
+        if kind == "depth":
+            self._held_depth.pop(symbol, None)
 
     def _reply(self, conn: _Conn, body: dict[str, object]) -> None:
         self._push(conn, orjson.dumps(body), time.monotonic())

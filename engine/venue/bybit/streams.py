@@ -17,9 +17,10 @@ Each connection has a bounded outgoing queue drained by its own writer task; a c
 never buffered without bound. Faults from ``ctx.faults``: ``ws_skip_seq`` leaves a gap in an order-book
 topic's ``u`` (the content stays complete, so a client that ignores the gap still holds a true book;
 pybit never sees a delete of a price it does not hold), ``ws_reorder`` swaps two order-book messages,
-``ws_delay_ms`` delays every message, ``ws_stall`` withholds public messages without closing (when it
-ends, each held order-book topic restarts from a fresh snapshot), ``ws_garbage`` truncates public
-messages, ``ws_drop`` closes connections (through the shared registry).
+``ws_delay_ms`` delays every message (each leaves that long after it was queued), ``ws_stall``
+withholds public messages without closing (when it ends, each held order-book topic restarts from a
+fresh snapshot), ``ws_garbage`` truncates public messages, ``ws_drop`` closes connections (through the
+shared registry).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import itertools
 import logging
 import re
 import secrets
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -230,7 +232,8 @@ class Connection:
     ws: web.WebSocketResponse
     private: bool
     conn_id: str = field(default_factory=lambda: secrets.token_hex(10))
-    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    # (time.monotonic() when queued, message): ws_delay_ms holds each message until queued + delay
+    queue: asyncio.Queue[tuple[float, str]] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     topics: set[str] = field(default_factory=set)
     account: str | None = None
     closed: bool = False
@@ -640,7 +643,7 @@ class BybitHub:
         if conn.closed:
             return
         try:
-            conn.queue.put_nowait(message)
+            conn.queue.put_nowait((time.monotonic(), message))
         except asyncio.QueueFull:
             self.ctx.count("bybit.ws.slow_consumer_disconnected")
             log.warning(
@@ -677,6 +680,10 @@ class BybitHub:
 
     def connection_count(self) -> int:
         return len(self._connections)
+
+    def queued_messages(self) -> int:
+        """Messages waiting in every connection's outgoing queue (for tests and throughput runs)."""
+        return sum(conn.queue.qsize() for conn in self._connections)
 
     async def close_all(self) -> None:
         for conn in list(self._connections):
@@ -719,10 +726,13 @@ class BybitHub:
         ws = conn.ws
         try:
             while True:
-                message = await conn.queue.get()
+                queued_at, message = await conn.queue.get()
                 delay = faults.ws_delay_s(self.ctx)
                 if delay:
-                    await asyncio.sleep(delay)
+                    # each message leaves ``delay`` after it was queued: a latency, not a throttle
+                    wait = queued_at + delay - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 if ws.closed:
                     return
                 await ws.send_str(message)
