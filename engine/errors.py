@@ -5,6 +5,9 @@ Exceptions are for faults. A risk denial is a value with a reason, never an exce
     EngineError
     ├── ConfigError            a config file or value is invalid (names the file, key and reason)
     │   └── RiskLimitError     a risk limit (or saved risk state) value is invalid; also a ValueError
+    ├── JournalError           the journal cannot record (a write failed, it is closed, or not started)
+    │   └── JournalCorrupt     the journal file is corrupt, truncated or missing: start-up stops
+    ├── InvalidTransition      an engine state change the state machine does not allow (from, to)
     ├── KernelUnavailable      the compiled kernels are not built and ENGINE_PUREPYTHON is not set
     ├── MarketDataError        market data that cannot be applied
     │   └── MalformedMessage   an exchange message that cannot be parsed (counted and dropped)
@@ -32,6 +35,9 @@ __all__ = [
     "ConfigError",
     "EngineError",
     "InsufficientMargin",
+    "InvalidTransition",
+    "JournalCorrupt",
+    "JournalError",
     "KernelUnavailable",
     "MalformedMessage",
     "MarketDataError",
@@ -83,6 +89,38 @@ class RiskLimitError(ConfigError, ValueError):
 
     def __init__(self, *, key: str, reason: str, path: str = "[risk]") -> None:
         super().__init__(path=path, key=key, reason=reason)
+
+
+class JournalError(EngineError):
+    """The journal cannot record: a write failed (disk full, read-only, I/O error), or it is closed."""
+
+
+class JournalCorrupt(JournalError):
+    """The journal file is corrupt, truncated, not a journal, or missing while backups of it exist.
+    Start-up stops; the file is never silently recreated. ``backup`` is the newest backup, if any."""
+
+    def __init__(self, *, path: str, reason: str, backup: str | None) -> None:
+        self.path = path
+        self.reason = reason
+        self.backup = backup
+        hint = (
+            f"; the newest backup is {backup} (inspect it, then copy it over the journal to restore)"
+            if backup
+            else "; no backup exists"
+        )
+        super().__init__(f"journal {path} is unusable: {reason}{hint}")
+
+
+class InvalidTransition(EngineError):
+    """The engine's state machine refused a transition (DESIGN.md, "Engine states"). The states are the
+    ``EngineState`` values as strings (this module imports nothing of the engine)."""
+
+    def __init__(self, *, from_state: str, to_state: str, cause: str = "") -> None:
+        self.from_state = str(from_state)
+        self.to_state = str(to_state)
+        self.cause = cause
+        msg = f"illegal transition {self.from_state} -> {self.to_state}"
+        super().__init__(f"{msg} ({cause})" if cause else msg)
 
 
 class KernelUnavailable(EngineError):
