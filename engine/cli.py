@@ -22,24 +22,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="start the engine (paper mode: a seeded market replayed through the kernels)",
+        help="start the engine (paper mode by default: the embedded local venue, no keys)",
         description=(
-            "Start the engine. Until the trading engine lands, this replays a generated market (seeded "
-            "depth diffs and trades) through the order book and indicator kernels and prints a live "
-            "status line once a second. Ctrl-C stops it cleanly."
+            "Start the trading engine. With no --config it uses config/paper.toml: paper mode against the "
+            "embedded local venue (BTCUSDT and ETHUSDT on Binance, the built-in ema_cross strategy). It "
+            "prints the admin socket path and a status line once a second. SIGINT/SIGTERM stop it "
+            "gracefully (exit 0); a second signal forces exit. A bad config exits 2 before anything is "
+            "sent to a venue."
         ),
     )
     run.add_argument("--config", metavar="PATH", help="config file (default: config/paper.toml)")
-    run.add_argument("--admin-socket", metavar="PATH", help="admin socket path")
-    run.add_argument("--seed", type=int, default=7, help="market generator seed (default 7)")
+    run.add_argument("--admin-socket", metavar="PATH", help="admin socket path (default: the config's)")
+    run.add_argument("--seed", type=int, default=7, help="paper mode: the embedded venue's market seed")
     run.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop gracefully after this long (default: run until a signal or the stop command)",
+    )
+
+    replay = commands.add_parser(
+        "replay",
+        help="replay a seeded generated market through the book and indicator kernels",
+        description=(
+            "Replay a generated market (seeded depth diffs and trades) through the order book and "
+            "indicator kernels and print a live status line once a second. Ctrl-C stops it cleanly."
+        ),
+    )
+    replay.add_argument("--seed", type=int, default=7, help="market generator seed (default 7)")
+    replay.add_argument(
         "--duration",
         type=float,
         default=None,
         metavar="SECONDS",
         help="stop after this long (default: run until Ctrl-C)",
     )
-    run.add_argument(
+    replay.add_argument(
         "--rate", type=int, default=20_000, metavar="EVENTS_PER_S", help="market events per second to replay"
     )
 
@@ -62,12 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="an account to create (repeatable); with none, one paper account is created",
     )
     venue.add_argument("--seed", type=int, default=7, help="market generator seed (default 7)")
+
+    from engine.ctl import add_ctl_parser
+
+    add_ctl_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
+        from engine.engine import run_engine
+
+        return run_engine(
+            config_path=args.config, admin_socket=args.admin_socket, seed=args.seed, duration_s=args.duration
+        )
+    if args.command == "replay":
         from engine.replay import run_replay
 
         return run_replay(seed=args.seed, duration_s=args.duration, rate=args.rate)
@@ -77,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_venue(
             host=args.host, port=args.port, config_path=args.config, accounts=args.account, seed=args.seed
         )
+    if args.command == "ctl":
+        from engine.ctl import run_ctl
+
+        return run_ctl(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown commands
 
 
