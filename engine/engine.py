@@ -1,0 +1,1647 @@
+"""``TradingEngine``: the state machine, the event loop's pipeline, the bounded queues and the wiring.
+
+Data flow (DESIGN.md)::
+
+    adapters --sink--> [user queue]   --> OMS --> risk triggers (equity, unreconciled positions)
+                   \\-> [market queue] --> risk references / book health --> strategies --> signals
+    signals --> UnifiedRiskManager (Approved | Denied(reason)) --> journal intent (committed)
+            --> adapter.place_order --> journal outcome --> OMS
+
+**States** (DESIGN.md's table; :data:`TRANSITIONS` is the whole machine): ``stopped -> starting ->
+running | paused | emergency_stopped``; ``running <-> paused``; ``running | paused ->
+emergency_stopped``; ``emergency_stopped -> paused`` (``reset`` only); ``* -> stopping -> stopped``.
+Anything else raises :class:`~engine.errors.InvalidTransition`. Every transition is logged with its cause
+(``operator: ...``, ``risk: ...``, ``fault: ...``, ``start: ...``), journaled, and published to
+subscribers. The risk gate's state follows the engine's, so the gate itself enforces the table:
+paused denies entries and passes reduce-only exits, emergency passes only the engine's flattening
+orders. The send path checks the state once more right before the wire (an order approved just before
+an emergency stop is not sent).
+
+**Queues** (every one bounded, and each says what happens when full):
+
+- *market queue*: an ordered map keyed by ``(kind, venue, symbol)`` for book updates and mark prices:
+  a newer event replaces the pending one of its symbol (coalesced, counted in ``md_coalesced``), so its
+  size is bounded by the number of symbols. Trades are queued individually up to ``market_queue_size``;
+  beyond that the oldest pending trade is dropped and counted (``trades_dropped``; bars then miss a
+  print, which is visible on the admin socket). Book updates never need replay: the adapter's book is
+  the state, the event is only a wake-up.
+- *user queue* (orders, fills, positions, balances, funding, venue status): never dropped. It is bounded
+  by ``user_queue_size`` as a *pause threshold*: reaching it pauses entries (cause ``fault:
+  user_queue_full``) and publishes an alert; the event is still queued (losing a fill is worse than a
+  pause), and with entries stopped the queue drains. ``user_queue_high`` shows the high-water mark.
+- *subscriber queues* (admin ``subscribe``): ``SUBSCRIBER_QUEUE`` events each; a slow subscriber loses
+  its oldest events, counted, and receives a ``lagged`` event saying how many.
+
+**The loop** is one task (``_pump``): user events first, then market events; it yields to the event
+loop every ``batch`` events, so the admin socket is served while market data floods in. Orders are
+sent from their own tasks (the journal intent is awaited, committed, before the adapter is called).
+
+**Recovery** on start happens in :meth:`TradingEngine._recover`, the single call site before any strategy
+sees a market event (issue 7 extends it with the journal's unfinished intents).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import os
+import signal as signal_mod
+import sys
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final, Protocol, TextIO
+
+from engine.adapters.base import AdapterSettings, EventSink, ExchangeAdapter
+from engine.adapters.common.ids import ClientIdGenerator
+from engine.config import EngineConfig, Mode, to_adapter_settings
+from engine.control import JSON, ControlError
+from engine.errors import (
+    EngineError,
+    InvalidTransition,
+    OrderRejected,
+    RiskLimitError,
+    VenueError,
+    VenueUnavailable,
+)
+from engine.oms import ExitKind, ExitTrigger, OrderManager, Severity, dec_str, money_str
+from engine.risk import Approved, Denied, RiskLimits, Trip, UnifiedRiskManager
+from engine.strategies import Strategy, create
+from engine.types import (
+    BalanceUpdate,
+    BookHealth,
+    BookUpdate,
+    EngineState,
+    Fill,
+    FundingPayment,
+    Instrument,
+    MarginMode,
+    MarketEvent,
+    MarkPrice,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Position,
+    PositionSide,
+    PositionUpdate,
+    Side,
+    Signal,
+    TradeTick,
+    UserEvent,
+    Venue,
+    VenueStatus,
+)
+
+__all__ = [
+    "SUBSCRIBER_QUEUE",
+    "TRANSITIONS",
+    "AdapterFactory",
+    "JournalPort",
+    "SendResult",
+    "TradingEngine",
+    "default_adapter_factory",
+    "resolve_admin_socket",
+    "run_engine",
+    "serve",
+]
+
+log = logging.getLogger("engine.engine")
+
+S = EngineState
+#: from-state -> the states it may move to. Nothing else is legal.
+TRANSITIONS: Final[Mapping[EngineState, frozenset[EngineState]]] = {
+    S.STOPPED: frozenset({S.STARTING}),
+    S.STARTING: frozenset({S.RUNNING, S.PAUSED, S.EMERGENCY_STOPPED, S.STOPPING}),
+    S.RUNNING: frozenset({S.PAUSED, S.EMERGENCY_STOPPED, S.STOPPING}),
+    S.PAUSED: frozenset({S.RUNNING, S.EMERGENCY_STOPPED, S.STOPPING}),
+    S.EMERGENCY_STOPPED: frozenset({S.PAUSED, S.STOPPING}),
+    S.STOPPING: frozenset({S.STOPPED}),
+}
+
+#: Events a slow admin subscriber may have pending before it loses the oldest.
+SUBSCRIBER_QUEUE: Final = 1_000
+_HOUSEKEEPING_S: Final = 0.25
+_PENDING_QUERY_AFTER_MS: Final = 3_000
+_LATENCY_SAMPLES: Final = 4_096
+_ZERO: Final = Decimal(0)
+
+AdapterFactory = Callable[[AdapterSettings, EventSink], ExchangeAdapter]
+
+
+class JournalPort(Protocol):
+    """What the engine needs of ``engine.journal.Journal`` (issue 7)."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def intent(
+        self,
+        *,
+        client_order_id: str,
+        venue: Venue,
+        symbol: str,
+        side: Side,
+        type: OrderType,
+        qty: Decimal,
+        price: Decimal | None,
+        signal: Mapping[str, Any],
+        decision: Mapping[str, Any],
+    ) -> None: ...
+
+    def outcome(self, client_order_id: str, kind: str, data: Mapping[str, Any]) -> None: ...
+
+    def decision(self, record: Mapping[str, Any]) -> None: ...
+
+    def fill(self, fill: Fill) -> None: ...
+
+    def transition(self, from_state: EngineState | str, to_state: EngineState | str, cause: str) -> None: ...
+
+    def save_risk_state(self, state: Mapping[str, Any]) -> None: ...
+
+    async def load_risk_state(self) -> dict[str, Any] | None: ...
+
+
+def default_adapter_factory(settings: AdapterSettings, sink: EventSink) -> ExchangeAdapter:
+    """The real adapter for ``settings.venue``."""
+    if settings.venue is Venue.BINANCE:
+        from engine.adapters.binance import BinanceAdapter
+
+        return BinanceAdapter(settings, sink)
+    from engine.adapters.bybit import BybitAdapter
+
+    return BybitAdapter(settings, sink)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendResult:
+    """What became of one signal: ``decision`` from risk; ``task`` sends the order when approved."""
+
+    decision: Approved | Denied
+    client_order_id: str | None = None
+    task: asyncio.Task[Order | None] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ExitPlan:
+    venue: Venue
+    symbol: str
+    entry_side: Side
+    position_side: PositionSide
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _pct(samples: Iterable[int], q: float) -> float | None:
+    data = sorted(samples)
+    if not data:
+        return None
+    idx = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
+    return data[idx] / 1000.0  # ns -> us
+
+
+def _signal_dict(sig: Signal) -> dict[str, Any]:
+    return {
+        "venue": sig.venue.value,
+        "symbol": sig.symbol,
+        "side": sig.side.value,
+        "type": sig.type.value,
+        "qty": None if sig.qty is None else str(sig.qty),
+        "limit_price": None if sig.limit_price is None else str(sig.limit_price),
+        "stop_loss": None if sig.stop_loss is None else str(sig.stop_loss),
+        "take_profit": None if sig.take_profit is None else str(sig.take_profit),
+        "reduce_only": sig.reduce_only,
+        "reason": sig.reason,
+        "strategy": sig.strategy,
+    }
+
+
+def _decision_dict(decision: Approved | Denied) -> dict[str, Any]:
+    if isinstance(decision, Denied):
+        return {"result": "denied", "reason": decision.reason, "detail": decision.detail}
+    return {
+        "result": "approved",
+        "qty": str(decision.qty),
+        "price": None if decision.price is None else str(decision.price),
+        "requested_qty": str(decision.requested_qty),
+        "reduced": decision.reduced,
+        "sized": decision.sized,
+    }
+
+
+class TradingEngine:
+    """One account's engine on one event loop; implements :class:`engine.control.EngineControl`.
+
+    ``TradingEngine(config=cfg, settings=to_adapter_settings(cfg, urls))``; ``await start()``; the
+    engine runs until ``await stop()`` (or ``wait_stopped()`` after a stop command).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: EngineConfig,
+        settings: Sequence[AdapterSettings],
+        strategy: Strategy | None = None,
+        journal: JournalPort | None = None,
+        adapter_factory: AdapterFactory | None = None,
+        limits: RiskLimits | None = None,
+        market_queue_size: int = 10_000,
+        user_queue_size: int = 10_000,
+        batch: int = 64,
+        clock: Callable[[], int] = _now_ms,
+        id_prefix: str = "e",
+    ) -> None:
+        if market_queue_size < 1 or user_queue_size < 1 or batch < 1:
+            raise ValueError("market_queue_size, user_queue_size and batch must be >= 1")
+        self.config = config
+        self.settings = tuple(settings)
+        self.symbols: tuple[tuple[Venue, str], ...] = tuple(
+            (s.venue, sym) for s in self.settings for sym in ExchangeAdapter.symbols_of(s.symbols)
+        )
+        self.strategy = strategy or create(
+            config.strategy.name, params=config.strategy.params, symbols=self.symbols
+        )
+        self.journal = journal
+        self._factory = adapter_factory or default_adapter_factory
+        if limits is not None:
+            self._limits = limits
+        elif isinstance(config.risk_limits, RiskLimits):
+            self._limits = config.risk_limits
+        else:
+            self._limits = RiskLimits.from_mapping(dict(config.risk))
+        self.market_queue_size = market_queue_size
+        self.user_queue_size = user_queue_size
+        self.batch = batch
+        self.now_ms = clock
+        self.ids = ClientIdGenerator(id_prefix)
+        self.oms = OrderManager()
+        self._risk: UnifiedRiskManager | None = None
+        self.adapters: dict[Venue, ExchangeAdapter] = {}
+        self.instruments: dict[tuple[Venue, str], Instrument] = {}
+
+        self._state = EngineState.STOPPED
+        self._state_reason = "not started"
+        self._state_since_ms = clock()
+        self._started_mono: float | None = None
+        self._stopped = asyncio.Event()
+        self._emergency_lock = asyncio.Lock()
+
+        # queues
+        self._user: deque[UserEvent | VenueStatus] = deque()
+        self._market: OrderedDict[tuple[object, ...], MarketEvent] = OrderedDict()
+        self._trade_seq = 0
+        self._trades_pending = 0
+        self._wake = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._inflight: set[asyncio.Task[Order | None]] = set()
+
+        self._strategies_live = False
+        self._risk_live = False
+        self._jopen = False  # the journal is started and not closed: records go to it
+        self._booked: dict[tuple[Venue, str], Side] = {}
+        self._flatten_ids: set[tuple[Venue, str]] = set()
+        self._exit_plans: dict[tuple[Venue, str], _ExitPlan] = {}
+        self._trade_open: dict[tuple[Venue, str], Decimal] = {}  # realized - fees when opened
+        self._streams: dict[tuple[Venue, str], str] = {}
+        self._books: dict[tuple[Venue, str], BookHealth] = {}
+        self._subscribers: list[asyncio.Queue[JSON]] = []
+        self._last_timer_ms = 0
+        self._equity_series: deque[Decimal] = deque(maxlen=10_000)
+        self._last_equity_sample_ms = 0
+
+        self.counters: Counter[str] = Counter()
+        self.denials: Counter[str] = Counter()
+        self.orders_by_outcome: Counter[str] = Counter()
+        self._lat_signal_to_send: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
+        self._lat_send_to_ack: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
+        self.user_queue_high = 0
+        self._rate_t = time.monotonic()
+        self._rate_events = 0
+        self.events_per_s = 0.0
+
+    # ================================================================ state machine
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def state_reason(self) -> str:
+        return self._state_reason
+
+    @property
+    def _j(self) -> JournalPort | None:
+        """The journal while it is open (records go to it), else None."""
+        return self.journal if self._jopen else None
+
+    @property
+    def risk_manager(self) -> UnifiedRiskManager:
+        if self._risk is None:
+            raise EngineError("the risk manager exists once the engine has started (instruments loaded)")
+        return self._risk
+
+    def transition(self, to: EngineState, cause: str) -> None:
+        """Move to ``to`` or raise :class:`InvalidTransition`; logs, journals and publishes it."""
+        frm = self._state
+        if to not in TRANSITIONS[frm]:
+            raise InvalidTransition(from_state=frm.value, to_state=to.value, cause=cause)
+        self._state = to
+        self._state_reason = cause
+        self._state_since_ms = self.now_ms()
+        if self._risk is not None:
+            self._risk.set_engine_state(to)
+        log.warning("engine_transition from=%s to=%s cause=%r", frm.value, to.value, cause)
+        if (j := self._j) is not None:
+            j.transition(frm.value, to.value, cause)
+        self.counters[f"transitions_to_{to.value}"] += 1
+        self.publish({"event": "state", "from": frm.value, "to": to.value, "cause": cause})
+
+    def _control_transition(self, to: EngineState, cause: str) -> None:
+        try:
+            self.transition(to, cause)
+        except InvalidTransition as exc:
+            raise ControlError("invalid_transition", str(exc)) from exc
+
+    # ================================================================ lifecycle
+
+    async def start(self) -> None:
+        """Connect the venues, load instruments, recover, and go running (or paused / emergency)."""
+        if self._state is not EngineState.STOPPED:
+            raise InvalidTransition(from_state=self._state.value, to_state=EngineState.STARTING.value)
+        if self.journal is not None:
+            await self.journal.start()
+            self._jopen = True
+        self.transition(EngineState.STARTING, "start")
+        self._started_mono = time.monotonic()
+        try:
+            for s in self.settings:
+                self.adapters[s.venue] = self._factory(s, self._sink)
+            for adapter in self.adapters.values():
+                await adapter.connect()
+            await self._load_instruments()
+            self._pump_task = asyncio.create_task(self._pump(), name="engine-pump")
+            incomplete = await self._recover()
+        except BaseException as exc:
+            log.error("engine_start_failed error=%r", str(exc))
+            await self._teardown(f"fault: start failed: {exc!r}")
+            raise
+        self._risk_live = True
+        self._strategies_live = True
+        trip = self.risk_manager.trip
+        if trip is not None:
+            self.transition(EngineState.EMERGENCY_STOPPED, f"risk: {trip.reason} (restored): {trip.detail}")
+        elif incomplete:
+            self.transition(EngineState.PAUSED, f"start: recovery incomplete: {incomplete}")
+        else:
+            self.transition(EngineState.RUNNING, "start: recovered")
+        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="engine-housekeeping")
+
+    async def _load_instruments(self) -> None:
+        insts: list[Instrument] = []
+        for venue, adapter in self.adapters.items():
+            known = await adapter.instruments()
+            for v, sym in self.symbols:
+                if v is not venue:
+                    continue
+                inst = known.get(sym)
+                if inst is None:
+                    raise EngineError(f"{venue}: symbol {sym} is not listed by the venue")
+                self.instruments[(v, sym)] = inst
+                insts.append(inst)
+        self._risk = UnifiedRiskManager(instruments=insts, limits=self._limits, state=self._state)
+        for v, sym in self.symbols:
+            adapter = self.adapters[v]
+            health = adapter.book_health(sym)
+            self._books[(v, sym)] = health
+            self._risk.set_book_health(v, sym, health)
+            mid = adapter.book(sym).mid()
+            if mid is not None:
+                self._risk.set_reference(v, sym, mid)
+
+    async def _recover(self) -> str:
+        """THE recovery call site (issue 7: ``engine.recovery`` extends it): runs after the venues are
+        connected and before any strategy sees a market event. Takes the venues' open orders, positions
+        and balances as the truth (OMS reconcile), asks the venue about every order whose outcome is
+        unknown, restores the risk state from the journal, and returns why recovery is incomplete ("" when
+        it is complete)."""
+        problems: list[str] = []
+        for venue, adapter in self.adapters.items():
+            ts = self.now_ms()
+            orders = await adapter.open_orders()
+            positions = await adapter.positions()
+            balances = await adapter.balances()
+            report = self.oms.reconcile(venue, orders, positions, balances, ts_ms=ts)
+            for d in report.differences:
+                log.info(
+                    "engine_reconcile_difference %s", " ".join(f"{k}={v!r}" for k, v in d.as_dict().items())
+                )
+            for symbol, cid in report.needs_query:
+                answer = await adapter.get_order(symbol, client_order_id=cid)
+                self.oms.on_query_result(venue, cid, answer, ts_ms=self.now_ms())
+            if report.irreconcilable:
+                problems.append(f"{venue.value}: {len(report.irreconcilable)} irreconcilable differences")
+        if (j := self._j) is not None:
+            saved = await j.load_risk_state()
+            if saved:
+                try:
+                    self.risk_manager.restore({k: str(v) for k, v in saved.items()})
+                except RiskLimitError as exc:
+                    problems.append(f"saved risk state not restored: {exc}")
+        self._sync_risk_from_oms()
+        self._check_equity()
+        return "; ".join(problems)
+
+    async def stop(self, *, reason: str = "operator") -> JSON:
+        """Graceful stop: no new signals, resting orders cancelled (``cancel_on_stop``), journal flushed,
+        streams closed. A second call while stopping waits for the first."""
+        if self._state is EngineState.STOPPING:
+            await self._stopped.wait()
+            return {"state": self._state.value, "canceled": 0}
+        self._control_transition(EngineState.STOPPING, f"operator: stop: {reason}")
+        self._strategies_live = False
+        canceled = 0
+        await self._drain_inflight()
+        if self.config.engine.cancel_on_stop:
+            for adapter in self.adapters.values():
+                try:
+                    done = await adapter.cancel_all()
+                except VenueError as exc:
+                    log.error("engine_stop_cancel_failed venue=%s error=%r", adapter.venue, str(exc))
+                    continue
+                canceled += len(done)
+                for o in done:
+                    self._apply_order(o)
+        await self._teardown(f"operator: stop: {reason}")
+        return {"state": self._state.value, "canceled": canceled}
+
+    async def _teardown(self, cause: str) -> None:
+        """Stop the tasks, drain the user queue, save the risk state, close adapters and journal."""
+        self._strategies_live = False
+        if self._state is not EngineState.STOPPING and EngineState.STOPPING in TRANSITIONS[self._state]:
+            self.transition(EngineState.STOPPING, cause)
+        for task in (self._housekeeping_task, self._pump_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._housekeeping_task = self._pump_task = None
+        await self._drain_inflight()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for adapter in self.adapters.values():
+            await adapter.close()
+        self._process_pending_user()
+        if self._state is EngineState.STOPPING:
+            self.transition(EngineState.STOPPED, cause)
+        if self.journal is not None and self._jopen:
+            if self._risk is not None:
+                self.journal.save_risk_state(self._risk.state())
+            self._jopen = False
+            await self.journal.close()
+        self._stopped.set()
+        for q in self._subscribers:
+            self._offer(q, {"event": "end", "ts_ms": self.now_ms()})
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # ================================================================ the sink and the pump
+
+    def _sink(self, event: MarketEvent | UserEvent) -> None:
+        """Called by the adapters on the loop for every event; never blocks (see the module docstring)."""
+        if isinstance(event, BookUpdate):
+            key: tuple[object, ...] = ("b", event.venue, event.symbol)
+            if key in self._market:
+                self.counters["md_coalesced"] += 1
+            self._market[key] = event
+        elif isinstance(event, MarkPrice):
+            key = ("m", event.venue, event.symbol)
+            if key in self._market:
+                self.counters["md_coalesced"] += 1
+            self._market[key] = event
+        elif isinstance(event, TradeTick):
+            if self._trades_pending >= self.market_queue_size:
+                for k in self._market:
+                    if k[0] == "t":
+                        del self._market[k]
+                        self._trades_pending -= 1
+                        self.counters["trades_dropped"] += 1
+                        break
+            self._trade_seq += 1
+            self._market[("t", self._trade_seq)] = event
+            self._trades_pending += 1
+        else:
+            self._user.append(event)
+            n = len(self._user)
+            if n > self.user_queue_high:
+                self.user_queue_high = n
+            if n == self.user_queue_size:
+                self.counters["user_queue_full"] += 1
+                log.error("engine_user_queue_full size=%d", n)
+                self.alert("user_queue_full", f"{n} user events pending: entries paused")
+                if self._state is EngineState.RUNNING:
+                    self.transition(EngineState.PAUSED, f"fault: user_queue_full ({n} events pending)")
+        self._wake.set()
+
+    async def _pump(self) -> None:
+        """The one consumer of both queues: user events first; yields every ``batch`` events."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            n = 0
+            while self._user or self._market:
+                if self._user:
+                    self._guarded(self._on_user, self._user.popleft())
+                else:
+                    key, ev = self._market.popitem(last=False)
+                    if key[0] == "t":
+                        self._trades_pending -= 1
+                    self._guarded(self._on_market, ev)
+                n += 1
+                if n >= self.batch:
+                    n = 0
+                    await asyncio.sleep(0)
+
+    def _guarded(self, fn: Callable[[Any], None], event: Any) -> None:
+        self._rate_events += 1
+        try:
+            fn(event)
+        except Exception as exc:  # a bug handling one event must not stop the engine: logged + alerted
+            self.counters["handler_errors"] += 1
+            log.exception("engine_event_failed kind=%s", type(event).__name__)
+            self.alert("handler_error", f"{type(event).__name__}: {exc!r}")
+
+    def _process_pending_user(self) -> None:
+        while self._user:
+            self._guarded(self._on_user, self._user.popleft())
+
+    # ================================================================ user events
+
+    def _on_user(self, ev: UserEvent | VenueStatus) -> None:
+        self.counters["user_events"] += 1
+        if isinstance(ev, VenueStatus):
+            self._on_status(ev)
+            return
+        if isinstance(ev, OrderUpdate):
+            self._on_order_update(ev)
+        elif isinstance(ev, PositionUpdate):
+            self.oms.on_position_update(ev)
+        elif isinstance(ev, BalanceUpdate):
+            self.oms.on_balance(ev.balance)
+            self._check_equity()
+        elif isinstance(ev, FundingPayment):
+            self.oms.on_funding(ev)
+            self.publish(
+                {"event": "funding", "venue": ev.venue.value, "symbol": ev.symbol, "amount": str(ev.amount)}
+            )
+
+    def _on_order_update(self, ev: OrderUpdate) -> None:
+        o = ev.order
+        fill = ev.fill
+        key = (o.venue, o.client_order_id)
+        before = self.oms.position(fill.venue, fill.symbol, fill.position_side).qty if fill else _ZERO
+        self.oms.on_order(o)
+        if fill is not None:
+            if self.oms.on_fill(fill):
+                self._on_new_fill(fill, before)
+        self._after_order(key)
+
+    def _on_new_fill(self, fill: Fill, before: Decimal) -> None:
+        self.counters["fills"] += 1
+        if self._risk_live:
+            self.risk_manager.on_fill(fill)
+        if (j := self._j) is not None:
+            j.fill(fill)
+            j.outcome(
+                fill.client_order_id,
+                "fill",
+                {
+                    "trade_id": fill.trade_id,
+                    "price": str(fill.price),
+                    "qty": str(fill.qty),
+                    "fee": str(fill.fee),
+                },
+            )
+        self.publish(
+            {
+                "event": "fill",
+                "venue": fill.venue.value,
+                "symbol": fill.symbol,
+                "client_order_id": fill.client_order_id,
+                "side": fill.side.value,
+                "price": str(fill.price),
+                "qty": str(fill.qty),
+                "fee": str(fill.fee),
+            }
+        )
+        self._track_trade(fill, before)
+        plan = self._exit_plans.pop((fill.venue, fill.client_order_id), None)
+        if plan is not None and self._state in (EngineState.RUNNING, EngineState.PAUSED):
+            self._spawn(self._place_exits(plan), "engine-exits")
+        if self._strategies_live:
+            self._on_signals(self.strategy.on_fill(fill))
+
+    def _track_trade(self, fill: Fill, before: Decimal) -> None:
+        """A round trip closes when the position goes flat (or flips): feed risk its net pnl."""
+        pos = self.oms.position(fill.venue, fill.symbol, fill.position_side)
+        key = (fill.venue, fill.symbol)
+        net = pos.realized_pnl - pos.fees
+        if not before and pos.qty:
+            self._trade_open[key] = net
+        elif before and (not pos.qty or (pos.qty > 0) != (before > 0)):
+            opened = self._trade_open.pop(key, _ZERO)
+            if self._risk_live:
+                until = self.risk_manager.on_trade_closed(net - opened, self.now_ms())
+                if until is not None:
+                    self.alert("cooling_off", f"consecutive losses: entries denied until {until}")
+            if pos.qty:
+                self._trade_open[key] = net
+
+    def _after_order(self, key: tuple[Venue, str]) -> None:
+        tracked = self.oms.order(*key)
+        if tracked is None:
+            return
+        o = tracked.order
+        if not o.status.is_open and key in self._booked:
+            side = self._booked.pop(key)
+            if self._risk_live:
+                self.risk_manager.on_order_done(o.venue, o.symbol, side, max(o.qty - o.filled_qty, _ZERO))
+            self.orders_by_outcome[o.status.value] += 1
+            if (j := self._j) is not None and o.status is not OrderStatus.FILLED:
+                kind = {"canceled": "cancel", "expired": "expire", "rejected": "reject"}[o.status.value]
+                j.outcome(o.client_order_id, kind, {"status": o.status.value, "reason": o.reason})
+            if not o.filled_qty:
+                self._exit_plans.pop(key, None)  # never filled: no position to protect
+        self.publish({"event": "order", **{k: v for k, v in tracked.as_dict().items() if v is not None}})
+
+    def _apply_order(self, order: Order) -> None:
+        self.oms.on_order(order)
+        self._after_order((order.venue, order.client_order_id))
+
+    def _on_status(self, ev: VenueStatus) -> None:
+        self._streams[(ev.venue, ev.stream)] = ev.status
+        if ev.stream.startswith("book:"):
+            symbol = ev.stream.removeprefix("book:")
+            try:
+                health = BookHealth(ev.status)
+            except ValueError:
+                health = None
+            if health is not None and (ev.venue, symbol) in self._books:
+                self._books[(ev.venue, symbol)] = health
+                if self._risk is not None:
+                    self._risk.set_book_health(ev.venue, symbol, health)
+                if health is not BookHealth.LIVE:
+                    self.counters["book_unhealthy_events"] += 1
+        elif ev.status == "disconnected":
+            self.counters["disconnects"] += 1
+        self.publish(
+            {
+                "event": "venue",
+                "venue": ev.venue.value,
+                "stream": ev.stream,
+                "status": ev.status,
+                "detail": ev.detail,
+            }
+        )
+
+    # ================================================================ market events
+
+    def _on_market(self, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate):
+            self.counters["md_book"] += 1
+            if self._risk is not None:
+                self._risk.on_book(ev)
+            if self._strategies_live and self._state in (EngineState.RUNNING, EngineState.PAUSED):
+                self._on_signals(self.strategy.on_book(ev))
+        elif isinstance(ev, TradeTick):
+            self.counters["md_trade"] += 1
+            self._exits(self.oms.check_exits(ev.symbol, ev.price, venue=ev.venue))
+            if self._strategies_live and self._state in (EngineState.RUNNING, EngineState.PAUSED):
+                self._on_signals(self.strategy.on_trade(ev))
+        elif isinstance(ev, MarkPrice):
+            self.counters["md_mark"] += 1
+            self.oms.on_mark(ev)
+            self._exits(self.oms.check_exits(ev.symbol, ev.mark_price, venue=ev.venue))
+            self._check_equity()
+        else:
+            self._on_status(ev)
+
+    # ================================================================ equity and risk triggers
+
+    def _check_equity(self) -> None:
+        if self._risk is None or not self.oms.balances():
+            return  # equity is unknown until the venues' balances arrive
+        now = self.now_ms()
+        equity = self.oms.equity()
+        trip = self._risk.on_equity(equity, now)
+        if now - self._last_equity_sample_ms >= 1_000:
+            self._last_equity_sample_ms = now
+            self._equity_series.append(equity)
+        if trip is not None:
+            self._on_trip(trip)
+
+    def _on_trip(self, trip: Trip) -> None:
+        self.counters[f"trip_{trip.reason}"] += 1
+        self.alert("risk_trip", f"{trip.reason}: {trip.detail}")
+        if self._state in (EngineState.RUNNING, EngineState.PAUSED, EngineState.STARTING):
+            self.transition(EngineState.EMERGENCY_STOPPED, f"risk: {trip.reason}: {trip.detail}")
+            self._spawn(self._emergency_actions(self.config.engine.flatten_on_emergency), "engine-emergency")
+
+    def _sync_risk_from_oms(self) -> None:
+        """Set the gate's positions and open orders from the OMS (after reconcile; periodically)."""
+        if self._risk is None:
+            return
+        for v, sym in self.symbols:
+            for side in PositionSide:
+                pv = self.oms.position(v, sym, side)
+                if side is not PositionSide.BOTH and not pv.qty:
+                    continue
+                self._risk.set_position(
+                    Position(
+                        venue=v,
+                        symbol=sym,
+                        side=side,
+                        qty=pv.qty,
+                        entry_price=pv.entry_price,
+                        mark_price=pv.mark_price or pv.entry_price,
+                        unrealized_pnl=pv.unrealized_pnl,
+                        leverage=1,
+                        margin_mode=MarginMode.CROSS,
+                        liquidation_price=_ZERO,
+                        ts_ms=pv.ts_ms,
+                    )
+                )
+            self._risk.set_open_orders(v, sym, [t.order for t in self.oms.open_orders(v, sym)])
+
+    # ================================================================ signals -> risk -> orders
+
+    def _on_signals(self, signals: list[Signal]) -> None:
+        for sig in signals:
+            self.submit_signal(sig)
+
+    def submit_signal(self, sig: Signal) -> SendResult:
+        """One signal through risk; when approved the order is sent from its own task (returned)."""
+        t0 = time.perf_counter_ns()
+        self.counters["signals"] += 1
+        now = self.now_ms()
+        if self._state not in (EngineState.RUNNING, EngineState.PAUSED, EngineState.EMERGENCY_STOPPED):
+            decision: Approved | Denied = Denied(reason="engine_stopped", detail=f"engine is {self._state}")
+        elif (j := self._j) is not None and not j.healthy and not sig.reduce_only:
+            decision = Denied(reason="journal_unhealthy", detail="the journal cannot record: entries paused")
+        else:
+            decision = self.risk_manager.check_signal(sig, now_ms=now)
+        if isinstance(decision, Denied):
+            self._denied(decision, _signal_dict(sig))
+            return SendResult(decision=decision)
+        inst = self.instruments[(sig.venue, sig.symbol)]
+        request = OrderRequest(
+            venue=sig.venue,
+            symbol=sig.symbol,
+            side=sig.side,
+            type=sig.type,
+            qty=decision.qty,
+            client_order_id=self.ids.next(now),
+            price=decision.price,
+            reduce_only=sig.reduce_only,
+        )
+        if not sig.reduce_only and (sig.stop_loss is not None or sig.take_profit is not None):
+            stop = inst.round_price(sig.stop_loss) if sig.stop_loss is not None else None
+            target = inst.round_price(sig.take_profit) if sig.take_profit is not None else None
+            try:
+                self.oms.set_exits(
+                    sig.venue,
+                    sig.symbol,
+                    entry_side=sig.side,
+                    stop_loss=stop,
+                    take_profit=target,
+                    trailing_stop_bps=sig.trailing_stop_bps,
+                )
+            except ValueError as exc:
+                self.risk_manager.on_order_done(sig.venue, sig.symbol, sig.side, decision.qty)
+                denied = Denied(reason="invalid_exits", detail=str(exc))
+                self._denied(denied, _signal_dict(sig))
+                return SendResult(decision=denied)
+            self._exit_plans[(sig.venue, request.client_order_id)] = _ExitPlan(
+                venue=sig.venue,
+                symbol=sig.symbol,
+                entry_side=sig.side,
+                position_side=PositionSide.BOTH,
+                stop_loss=stop,
+                take_profit=target,
+            )
+        record = {"signal": _signal_dict(sig), "decision": _decision_dict(decision)}
+        task = self._submit(request, record=record, flatten=False, t0_ns=t0)
+        return SendResult(decision=decision, client_order_id=request.client_order_id, task=task)
+
+    def _denied(self, decision: Denied, signal: dict[str, Any]) -> None:
+        self.denials[decision.reason] += 1
+        log.info("engine_risk_denied reason=%s detail=%r", decision.reason, decision.detail)
+        if (j := self._j) is not None:
+            j.decision({"signal": signal, "decision": _decision_dict(decision), "action": "none"})
+        self.publish(
+            {"event": "risk_denied", "reason": decision.reason, "detail": decision.detail, "signal": signal}
+        )
+
+    def _submit(
+        self, request: OrderRequest, *, record: dict[str, Any], flatten: bool, t0_ns: int
+    ) -> asyncio.Task[Order | None]:
+        """Book an approved order in the OMS (PENDING) and send it from a task."""
+        key = (request.venue, request.client_order_id)
+        self.oms.on_submit(request, ts_ms=self.now_ms())
+        self._booked[key] = request.side
+        if flatten:
+            self._flatten_ids.add(key)
+        task = asyncio.create_task(
+            self._send(request, record, flatten, t0_ns), name=f"send-{request.client_order_id}"
+        )
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    def _may_send(self, request: OrderRequest, flatten: bool) -> bool:
+        st = self._state
+        if st is EngineState.RUNNING:
+            return True
+        if st is EngineState.PAUSED:
+            return request.reduce_only or request.close_position
+        if st is EngineState.EMERGENCY_STOPPED:
+            return flatten
+        return False
+
+    def _not_sent(self, request: OrderRequest, reason: str) -> None:
+        self.counters["not_sent"] += 1
+        self.oms.on_submit_rejected(
+            request.venue, request.client_order_id, reason=reason, ts_ms=self.now_ms()
+        )
+        self._after_order((request.venue, request.client_order_id))
+
+    async def _send(
+        self, request: OrderRequest, record: dict[str, Any], flatten: bool, t0_ns: int
+    ) -> Order | None:
+        cid = request.client_order_id
+        if not self._may_send(request, flatten):
+            self._not_sent(request, f"engine_{self._state.value}")
+            return None
+        if (j := self._j) is not None:
+            try:
+                await j.intent(
+                    client_order_id=cid,
+                    venue=request.venue,
+                    symbol=request.symbol,
+                    side=request.side,
+                    type=request.type,
+                    qty=request.qty,
+                    price=request.price if request.price is not None else request.trigger_price,
+                    signal=record.get("signal", {}),
+                    decision=record.get("decision", {}),
+                )
+            except EngineError as exc:  # the intent is not committed: the order is not sent
+                log.error("engine_intent_failed cid=%s error=%r", cid, str(exc))
+                self._not_sent(request, "journal_failed")
+                self.alert("journal", f"intent not committed, order not sent: {exc}")
+                if self._state is EngineState.RUNNING:
+                    self.transition(EngineState.PAUSED, f"fault: journal: {exc}")
+                return None
+            if not self._may_send(request, flatten):
+                self._not_sent(request, f"engine_{self._state.value}")
+                return None
+        adapter = self.adapters[request.venue]
+        t_send = time.perf_counter_ns()
+        self._lat_signal_to_send.append(t_send - t0_ns)
+        self.counters["orders_sent"] += 1
+        try:
+            order = await adapter.place_order(request)
+        except OrderRejected as exc:
+            self.orders_by_outcome[f"rejected_{exc.reason}"] += 1
+            log.warning("engine_order_rejected cid=%s reason=%s message=%r", cid, exc.reason, exc.message)
+            self._not_sent(request, exc.reason)
+            self.oms.rearm_exits(request.venue, request.symbol, position_side=request.position_side)
+            return None
+        except VenueUnavailable as exc:
+            self.counters["orders_unknown"] += 1
+            log.error("engine_order_outcome_unknown cid=%s error=%r", cid, str(exc))
+            self.alert("order_unknown", f"{cid}: outcome unknown ({exc}); the venue will be asked")
+            return None
+        except VenueError as exc:  # rate limited, banned, auth, clock: refused before it was placed
+            self.orders_by_outcome[f"refused_{type(exc).__name__}"] += 1
+            log.error("engine_order_refused cid=%s error=%r", cid, str(exc))
+            self._not_sent(request, type(exc).__name__)
+            return None
+        self._lat_send_to_ack.append(time.perf_counter_ns() - t_send)
+        if (j := self._j) is not None:
+            j.outcome(cid, "ack", {"status": order.status.value, "venue_order_id": order.venue_order_id})
+        self._apply_order(order)
+        return order
+
+    async def _drain_inflight(self) -> None:
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    # ================================================================ protective exits
+
+    async def _place_exits(self, plan: _ExitPlan) -> None:
+        """The entry filled: place the venue-side reduce-only stop-loss / take-profit (close position)."""
+        pos = self.oms.position(plan.venue, plan.symbol, plan.position_side)
+        if not pos.qty:
+            return
+        close_side = plan.entry_side.opposite
+        for kind, level, otype in (
+            (ExitKind.STOP_LOSS, plan.stop_loss, OrderType.STOP_MARKET),
+            (ExitKind.TAKE_PROFIT, plan.take_profit, OrderType.TAKE_PROFIT_MARKET),
+        ):
+            if level is None:
+                continue
+            request = OrderRequest(
+                venue=plan.venue,
+                symbol=plan.symbol,
+                side=close_side,
+                type=otype,
+                qty=abs(pos.qty),
+                client_order_id=self.ids.next(),
+                reduce_only=True,
+                close_position=True,
+                trigger_price=level,
+                position_side=plan.position_side,
+            )
+            decision = self.risk_manager.check_order(request, now_ms=self.now_ms())
+            if isinstance(decision, Denied):
+                self._denied(decision, {"exit": kind.value, "symbol": plan.symbol, "level": str(level)})
+                continue
+            task = self._submit(
+                request,
+                record={
+                    "signal": {"exit": kind.value, "level": str(level)},
+                    "decision": _decision_dict(decision),
+                },
+                flatten=False,
+                t0_ns=time.perf_counter_ns(),
+            )
+            self.oms.attach_exit_order(
+                plan.venue, plan.symbol, kind, request.client_order_id, position_side=plan.position_side
+            )
+            await task
+
+    def _exits(self, triggers: list[ExitTrigger]) -> None:
+        """The local watcher fired: when the venue-side order is not working, close with a market order."""
+        for t in triggers:
+            self.publish(
+                {
+                    "event": "exit_triggered",
+                    "venue": t.venue.value,
+                    "symbol": t.symbol,
+                    "kind": t.kind.value,
+                    "level": str(t.level),
+                    "price": str(t.price),
+                    "backup": t.backup,
+                }
+            )
+            if not t.backup:
+                continue
+            self.counters["exit_backup_orders"] += 1
+            request = OrderRequest(
+                venue=t.venue,
+                symbol=t.symbol,
+                side=t.close_side,
+                type=OrderType.MARKET,
+                qty=t.qty,
+                client_order_id=self.ids.next(),
+                reduce_only=True,
+                position_side=t.position_side,
+            )
+            flatten = self._state is EngineState.EMERGENCY_STOPPED
+            decision = self.risk_manager.check_order(request, now_ms=self.now_ms(), flatten=flatten)
+            if isinstance(decision, Denied):
+                self._denied(decision, {"exit": t.kind.value, "symbol": t.symbol})
+                self.oms.rearm_exits(t.venue, t.symbol, position_side=t.position_side)
+                continue
+            request = dataclasses.replace(request, qty=decision.qty)
+            log.warning(
+                "engine_exit_backup symbol=%s kind=%s level=%s price=%s", t.symbol, t.kind, t.level, t.price
+            )
+            self._submit(
+                request,
+                record={
+                    "signal": {"exit": t.kind.value, "backup": True},
+                    "decision": _decision_dict(decision),
+                },
+                flatten=flatten,
+                t0_ns=time.perf_counter_ns(),
+            )
+
+    # ================================================================ emergency stop
+
+    async def _emergency_actions(self, flatten: bool) -> JSON:
+        """Cancel every open order on every venue (confirmed), then flatten when asked."""
+        async with self._emergency_lock:
+            await self._drain_inflight()
+            canceled = 0
+            errors: list[str] = []
+            for adapter in self.adapters.values():
+                try:
+                    done = await adapter.cancel_all()
+                    canceled += len(done)
+                    for o in done:
+                        self._apply_order(o)
+                    for o in await adapter.open_orders():  # confirm; cancel stragglers one by one
+                        try:
+                            self._apply_order(
+                                await adapter.cancel_order(o.symbol, client_order_id=o.client_order_id)
+                            )
+                            canceled += 1
+                        except OrderRejected as exc:
+                            if exc.reason != "unknown_order":
+                                raise
+                except VenueError as exc:
+                    errors.append(f"{adapter.venue.value}: cancel: {exc}")
+                    log.error("engine_emergency_cancel_failed venue=%s error=%r", adapter.venue, str(exc))
+            flattened: list[JSON] = []
+            if flatten:
+                flattened, errs = await self._flatten_all()
+                errors.extend(errs)
+            result: JSON = {
+                "state": self._state.value,
+                "canceled": canceled,
+                "flattened": flattened,
+                "errors": errors,
+            }
+            log.warning(
+                "engine_emergency_done canceled=%d flattened=%d errors=%d",
+                canceled,
+                len(flattened),
+                len(errors),
+            )
+            self.publish({"event": "emergency", **result})
+            if errors:
+                self.alert("emergency_incomplete", "; ".join(errors))
+            return result
+
+    async def _flatten_all(self) -> tuple[list[JSON], list[str]]:
+        out: list[JSON] = []
+        errors: list[str] = []
+        for adapter in self.adapters.values():
+            try:
+                positions = [p for p in await adapter.positions() if p.qty]
+            except VenueError as exc:
+                errors.append(f"{adapter.venue.value}: positions: {exc}")
+                continue
+            tasks: list[asyncio.Task[Order | None]] = []
+            for p in positions:
+                if (p.venue, p.symbol) not in self.instruments:
+                    errors.append(f"{p.venue.value}:{p.symbol}: not a configured symbol, not flattened")
+                    continue
+                self.risk_manager.set_position(p)
+                request = OrderRequest(
+                    venue=p.venue,
+                    symbol=p.symbol,
+                    side=Side.SELL if p.qty > 0 else Side.BUY,
+                    type=OrderType.MARKET,
+                    qty=abs(p.qty),
+                    client_order_id=self.ids.next(),
+                    reduce_only=True,
+                    position_side=p.side,
+                )
+                decision = self.risk_manager.check_order(request, now_ms=self.now_ms(), flatten=True)
+                if isinstance(decision, Denied):
+                    errors.append(f"{p.symbol}: flatten denied: {decision.reason}: {decision.detail}")
+                    continue
+                request = dataclasses.replace(request, qty=decision.qty)
+                tasks.append(
+                    self._submit(
+                        request,
+                        record={"signal": {"flatten": True}, "decision": _decision_dict(decision)},
+                        flatten=True,
+                        t0_ns=time.perf_counter_ns(),
+                    )
+                )
+                out.append({"venue": p.venue.value, "symbol": p.symbol, "qty": dec_str(-p.qty)})
+            for task in tasks:
+                order = await task
+                if order is None:
+                    errors.append("a flattening order was not placed (see the log)")
+        return out, errors
+
+    # ================================================================ housekeeping
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(_HOUSEKEEPING_S)
+            try:
+                await self._housekeep_once()
+            except VenueError as exc:
+                log.warning("engine_housekeeping_venue_error error=%r", str(exc))
+
+    async def _housekeep_once(self) -> None:
+        now = self.now_ms()
+        mono = time.monotonic()
+        if mono - self._rate_t >= 1.0:
+            self.events_per_s = self._rate_events / (mono - self._rate_t)
+            self._rate_t, self._rate_events = mono, 0
+        diffs = self.oms.check_positions(now)
+        for d in diffs:
+            log.error("engine_position_difference %s", " ".join(f"{k}={v!r}" for k, v in d.as_dict().items()))
+            if d.severity is Severity.IRRECONCILABLE and self._risk is not None:
+                self._on_trip(
+                    self._risk.report_unreconciled(
+                        d.venue, d.symbol, f"{d.field} local {d.local} venue {d.remote}"
+                    )
+                )
+        self._sync_risk_from_oms()
+        if (j := self._j) is not None and not j.healthy and self._state is EngineState.RUNNING:
+            self.alert("journal", "the journal cannot record: entries paused")
+            self.transition(EngineState.PAUSED, "fault: journal unhealthy")
+        for venue, symbol, cid in self.oms.take_stale_exit_orders():
+            tracked = self.oms.order(venue, cid)
+            if tracked is not None and tracked.is_open:
+                try:
+                    self._apply_order(await self.adapters[venue].cancel_order(symbol, client_order_id=cid))
+                except OrderRejected as exc:
+                    log.info("engine_stale_exit_cancel_refused cid=%s reason=%s", cid, exc.reason)
+        for tracked in self.oms.pending_orders():
+            key = (tracked.venue, tracked.client_order_id)
+            inflight = any(t.get_name() == f"send-{tracked.client_order_id}" for t in self._inflight)
+            if not inflight and now - tracked.order.ts_ms >= _PENDING_QUERY_AFTER_MS:
+                answer = await self.adapters[tracked.venue].get_order(tracked.symbol, client_order_id=key[1])
+                self.oms.on_query_result(tracked.venue, key[1], answer, ts_ms=now)
+                self._after_order(key)
+        for tracked in self.oms.needs_query():
+            if tracked.venue in self.adapters:
+                answer = await self.adapters[tracked.venue].get_order(
+                    tracked.symbol, client_order_id=tracked.client_order_id
+                )
+                self.oms.on_query_result(tracked.venue, tracked.client_order_id, answer, ts_ms=now)
+                self._after_order(tracked.key)
+        if now - self._last_timer_ms >= 1_000:
+            self._last_timer_ms = now
+            if (j := self._j) is not None and self._risk is not None:
+                j.save_risk_state(self._risk.state())
+            if self._strategies_live and self._state in (EngineState.RUNNING, EngineState.PAUSED):
+                self._on_signals(self.strategy.on_timer(now))
+
+    # ================================================================ subscribers and alerts
+
+    def publish(self, event: JSON) -> None:
+        if not self._subscribers:
+            return
+        event.setdefault("ts_ms", self.now_ms())
+        for q in self._subscribers:
+            self._offer(q, event)
+
+    def _offer(self, q: asyncio.Queue[JSON], event: JSON) -> None:
+        if q.full():
+            q.get_nowait()
+            self.counters["subscriber_dropped"] += 1
+            with contextlib.suppress(asyncio.QueueFull):  # one slot was just freed above
+                q.put_nowait({"event": "lagged", "ts_ms": self.now_ms(), "dropped": 1})
+            if q.full():
+                q.get_nowait()
+        q.put_nowait(event)
+
+    def alert(self, kind: str, message: str) -> None:
+        self.counters[f"alert_{kind}"] += 1
+        log.warning("engine_alert kind=%s message=%r", kind, message)
+        self.publish({"event": "alert", "kind": kind, "message": message})
+
+    async def subscribe(self) -> AsyncIterator[JSON]:
+        q: asyncio.Queue[JSON] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
+        self._subscribers.append(q)
+        try:
+            yield {"event": "subscribed", "ts_ms": self.now_ms(), "state": self._state.value}
+            while True:
+                ev = await q.get()
+                yield ev
+                if ev.get("event") == "end":
+                    return
+        finally:
+            self._subscribers.remove(q)
+
+    # ================================================================ EngineControl
+
+    async def status(self) -> JSON:
+        totals = self.oms.totals()
+        equity = self._risk.equity if self._risk is not None else None
+        return {
+            "state": self._state.value,
+            "state_reason": self._state_reason,
+            "state_since_ms": self._state_since_ms,
+            "mode": self.config.mode.value,
+            "uptime_s": 0.0
+            if self._started_mono is None
+            else round(time.monotonic() - self._started_mono, 3),
+            "venues": self._venues(),
+            "equity": money_str(equity if equity is not None else totals.equity),
+            "daily_pnl": money_str(self._risk.daily_pnl if self._risk is not None else _ZERO),
+            "realized_pnl": money_str(totals.realized_pnl),
+            "unrealized_pnl": money_str(totals.unrealized_pnl),
+            "positions": len(self.oms.positions()),
+            "open_orders": len(self.oms.open_orders()),
+            "risk": self._risk_summary(),
+            "events_per_s": round(self.events_per_s, 1),
+            "strategy": self.strategy.state(),
+        }
+
+    def _risk_summary(self) -> JSON:
+        if self._risk is None:
+            return {}
+        trip = self._risk.trip
+        lim = self._risk.limits
+        return {
+            "exposure": money_str(self._risk.exposure()),
+            "daily_loss_limit": str(lim.daily_loss_limit),
+            "max_drawdown_pct": str(lim.max_drawdown_pct),
+            "trip": None if trip is None else {"reason": trip.reason, "detail": trip.detail},
+            "denials": dict(self.denials),
+        }
+
+    def _venues(self) -> JSON:
+        out: JSON = {}
+        for venue, adapter in self.adapters.items():
+            streams = {
+                s: st for (v, s), st in self._streams.items() if v is venue and not s.startswith("book:")
+            }
+            books: JSON = {}
+            for v, sym in self.symbols:
+                if v is not venue:
+                    continue
+                book = adapter.book(sym)
+                bb, ba = book.best_bid(), book.best_ask()
+                books[sym] = {
+                    "health": adapter.book_health(sym).value,
+                    "best_bid": None if bb is None else dec_str(bb[0]),
+                    "best_ask": None if ba is None else dec_str(ba[0]),
+                }
+            out[venue.value] = {
+                "connected": bool(streams) and all(st == "connected" for st in streams.values()),
+                "streams": streams,
+                "books": books,
+            }
+        return out
+
+    async def pause(self, *, reason: str = "operator") -> JSON:
+        self._control_transition(EngineState.PAUSED, f"operator: pause: {reason}")
+        return {"state": self._state.value}
+
+    async def resume(self, *, reason: str = "operator") -> JSON:
+        if (j := self._j) is not None and not j.healthy:
+            raise ControlError("journal_unhealthy", "the journal cannot record; fix it before resuming")
+        self._control_transition(EngineState.RUNNING, f"operator: resume: {reason}")
+        return {"state": self._state.value}
+
+    async def emergency_stop(self, *, flatten: bool = False, reason: str = "operator") -> JSON:
+        """Latch emergency_stopped, cancel everything (confirmed by the venues), flatten when asked or
+        configured. In emergency_stopped already, the actions run again (no transition)."""
+        if self._state is not EngineState.EMERGENCY_STOPPED:
+            self._control_transition(EngineState.EMERGENCY_STOPPED, f"operator: emergency_stop: {reason}")
+        return await self._emergency_actions(flatten or self.config.engine.flatten_on_emergency)
+
+    async def reset(self, *, reason: str = "operator") -> JSON:
+        if self._state is not EngineState.EMERGENCY_STOPPED:
+            raise ControlError(
+                "invalid_transition",
+                f"reset leaves emergency_stopped only; the engine is {self._state.value}",
+            )
+        self._control_transition(EngineState.PAUSED, f"operator: reset: {reason}")
+        self.risk_manager.clear_trip()
+        return {"state": self._state.value}
+
+    async def positions(self) -> list[JSON]:
+        return [dict(p.as_dict()) for p in self.oms.positions()]
+
+    async def orders(self) -> list[JSON]:
+        return [dict(t.as_dict()) for t in self.oms.open_orders()]
+
+    async def book(self, symbol: str, *, depth: int = 10, venue: str | None = None) -> JSON:
+        if depth < 1 or depth > 1000:
+            raise ControlError("bad_argument", f"depth must be in 1..1000, got {depth}")
+        sym = symbol.upper()
+        matches = [(v, s) for (v, s) in self.symbols if s == sym and (venue is None or v.value == venue)]
+        if not matches or matches[0][0] not in self.adapters:
+            raise ControlError("unknown_symbol", f"{symbol} is not a subscribed symbol")
+        v, s = matches[0]
+        adapter = self.adapters[v]
+        book = adapter.book(s)
+        return {
+            "venue": v.value,
+            "symbol": s,
+            "health": adapter.book_health(s).value,
+            "bids": [[dec_str(p), dec_str(q)] for p, q in book.levels("bid", depth)],
+            "asks": [[dec_str(p), dec_str(q)] for p, q in book.levels("ask", depth)],
+        }
+
+    async def risk(self) -> JSON:
+        if self._risk is None:
+            raise ControlError("not_running", "the engine has not started")
+        out = dict(self._risk.status())
+        m = self._risk.portfolio_metrics(
+            [
+                Position(
+                    venue=p.venue,
+                    symbol=p.symbol,
+                    side=p.position_side,
+                    qty=p.qty,
+                    entry_price=p.entry_price,
+                    mark_price=p.mark_price or p.entry_price,
+                    unrealized_pnl=p.unrealized_pnl,
+                    leverage=1,
+                    margin_mode=MarginMode.CROSS,
+                    liquidation_price=_ZERO,
+                    ts_ms=p.ts_ms,
+                )
+                for p in self.oms.positions()
+            ],
+            list(self._equity_series),
+        )
+        out["portfolio"] = {
+            "gross_exposure": money_str(m.gross_exposure),
+            "net_exposure": money_str(m.net_exposure),
+            "leverage": str(m.leverage.quantize(Decimal("0.0001"))),
+            "concentration": {k: str(v.quantize(Decimal("0.0001"))) for k, v in m.concentration.items()},
+            "var_95": m.var_95,
+            "expected_shortfall_95": m.expected_shortfall_95,
+            "current_drawdown": str(m.current_drawdown.quantize(Decimal("0.000001"))),
+            "max_drawdown": str(m.max_drawdown.quantize(Decimal("0.000001"))),
+        }
+        out["denials"] = dict(self.denials)
+        return out
+
+    async def limits(self) -> JSON:
+        return dict(self._limits_now().to_mapping())
+
+    def _limits_now(self) -> RiskLimits:
+        return self._risk.limits if self._risk is not None else self._limits
+
+    async def set_limit(self, key: str, value: str) -> JSON:
+        if self._risk is None:
+            raise ControlError("not_running", "the engine has not started")
+        try:
+            new = self._risk.set_limit(key, value)
+        except RiskLimitError as exc:
+            code = "unknown_limit" if exc.reason == "unknown key" else "bad_argument"
+            raise ControlError(code, str(exc)) from exc
+        self._limits = new
+        log.warning("engine_limit_set key=%s value=%r", key, value)
+        self.publish({"event": "limit_set", "key": key, "value": value})
+        return {"key": key, "value": value, "limits": new.to_mapping()}
+
+    async def cancel_all(self, symbol: str | None = None) -> JSON:
+        targets: list[tuple[ExchangeAdapter, str | None]] = []
+        if symbol is None:
+            targets = [(a, None) for a in self.adapters.values()]
+        else:
+            sym = symbol.upper()
+            targets = [(self.adapters[v], sym) for (v, s) in self.symbols if s == sym and v in self.adapters]
+            if not targets:
+                raise ControlError("unknown_symbol", f"{symbol} is not a subscribed symbol")
+        canceled = 0
+        for adapter, sym_ in targets:
+            try:
+                done = await adapter.cancel_all(sym_)
+            except VenueError as exc:
+                raise ControlError("venue_error", f"{adapter.venue.value}: {exc}") from exc
+            canceled += len(done)
+            for o in done:
+                self._apply_order(o)
+        return {"canceled": canceled}
+
+    async def metrics(self) -> JSON:
+        return {
+            "counters": dict(self.counters),
+            "risk_denials": dict(self.denials),
+            "orders_by_outcome": dict(self.orders_by_outcome),
+            "queues": {
+                "user": len(self._user),
+                "user_high": self.user_queue_high,
+                "user_limit": self.user_queue_size,
+                "market": len(self._market),
+                "market_trades": self._trades_pending,
+                "market_limit": self.market_queue_size,
+                "inflight_orders": len(self._inflight),
+                "subscribers": len(self._subscribers),
+            },
+            "latency_us": {
+                "signal_to_send_p50": _pct(self._lat_signal_to_send, 0.5),
+                "signal_to_send_p99": _pct(self._lat_signal_to_send, 0.99),
+                "send_to_ack_p50": _pct(self._lat_send_to_ack, 0.5),
+                "send_to_ack_p99": _pct(self._lat_send_to_ack, 0.99),
+            },
+            "events_per_s": round(self.events_per_s, 1),
+            "oms": self.oms.stats(),
+            "adapters": {v.value: a.stats() for v, a in self.adapters.items()},
+        }
+
+    # ================================================================ the status line
+
+    def status_line(self) -> str:
+        """One line for the terminal: state, venues and books, touch per symbol, equity, PnL, counts."""
+        parts = [self._state.value]
+        for venue, adapter in self.adapters.items():
+            streams = [st for (v, s), st in self._streams.items() if v is venue and not s.startswith("book:")]
+            conn = "up" if streams and all(st == "connected" for st in streams) else "down"
+            books = ",".join(f"{s}:{adapter.book_health(s).value}" for (v, s) in self.symbols if v is venue)
+            parts.append(f"{venue.value} {conn} [{books}]")
+        for v, s in self.symbols:
+            book = self.adapters[v].book(s)
+            bb, ba = book.best_bid(), book.best_ask()
+            parts.append(f"{s} {dec_str(bb[0]) if bb else '-'}/{dec_str(ba[0]) if ba else '-'}")
+        equity = self._risk.equity if self._risk is not None else None
+        daily = self._risk.daily_pnl if self._risk is not None else _ZERO
+        parts.append(f"equity {'-' if equity is None else money_str(equity)}")
+        parts.append(f"daily_pnl {money_str(daily)}")
+        parts.append(f"orders {len(self.oms.open_orders())}")
+        parts.append(f"positions {len(self.oms.positions())}")
+        parts.append(f"{self.events_per_s:,.0f} ev/s")
+        return " | ".join(parts)
+
+    # ================================================================ helpers
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.counters["task_errors"] += 1
+            log.error("engine_task_failed task=%s error=%r", task.get_name(), exc, exc_info=exc)
+            self.alert("task_failed", f"{task.get_name()}: {exc!r}")
+
+
+# ==================================================================== engine run
+
+
+def resolve_admin_socket(cli_path: str | None, cfg: EngineConfig) -> Path:
+    """``--admin-socket``, else the config's ``[engine] admin_socket`` (default ``var/engine.sock``),
+    relative to the working directory."""
+    return Path(cli_path if cli_path else cfg.engine.admin_socket).expanduser().absolute()
+
+
+def _open_journal(cfg: EngineConfig) -> JournalPort | None:
+    """``engine.journal.Journal`` under ``state_dir`` (``journal.sqlite``), when that module exists."""
+    if importlib.util.find_spec("engine.journal") is None:
+        log.error("engine_journal_unavailable reason='engine.journal is not installed'")
+        return None
+    module = importlib.import_module("engine.journal")
+    state_dir = Path(cfg.engine.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    journal: JournalPort = module.Journal(state_dir / "journal.sqlite")
+    return journal
+
+
+def _admin_server(path: Path, engine: TradingEngine) -> Any:
+    if importlib.util.find_spec("engine.admin") is None:
+        return None
+    module = importlib.import_module("engine.admin")
+    return module.AdminServer(path, engine)
+
+
+async def serve(
+    cfg: EngineConfig,
+    *,
+    admin_socket: Path,
+    strategy: Strategy,
+    out: TextIO = sys.stdout,
+    duration_s: float | None = None,
+    seed: int = 7,
+) -> int:
+    """``engine run``: the embedded venue (paper mode), the engine, the admin socket and the status line,
+    until SIGINT/SIGTERM, ``stop`` on the admin socket, or ``duration_s``. A second signal forces exit."""
+    from engine.paper import PaperVenue
+
+    loop = asyncio.get_running_loop()
+    paper = PaperVenue(seed=seed) if cfg.mode is Mode.PAPER else None
+    signals_seen: list[str] = []
+    stoppers: list[asyncio.Future[JSON]] = []
+    engine: TradingEngine | None = None
+
+    def on_signal(name: str) -> None:
+        signals_seen.append(name)
+        if len(signals_seen) > 1:
+            out.write(f"\nengine run: second {name}: forced exit\n")
+            out.flush()
+            os._exit(1)
+        log.warning("engine_signal name=%s", name)
+        if engine is not None and engine.state not in (EngineState.STOPPING, EngineState.STOPPED):
+            stoppers.append(asyncio.ensure_future(engine.stop(reason=name)))
+
+    for sig in (signal_mod.SIGINT, signal_mod.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    admin: Any = None
+    status_task: asyncio.Task[None] | None = None
+    try:
+        if paper is not None:
+            await paper.start()
+            out.write(f"engine run: paper mode, embedded venue at {paper.server.base_url}\n")
+        settings = to_adapter_settings(cfg, paper.endpoints() if paper is not None else None)
+        engine = TradingEngine(config=cfg, settings=settings, strategy=strategy, journal=_open_journal(cfg))
+        await engine.start()
+        if signals_seen:
+            await engine.stop(reason=signals_seen[0])
+        admin = _admin_server(admin_socket, engine)
+        if admin is not None:
+            await admin.start()
+            out.write(f"admin socket: {admin_socket}\n")
+        else:
+            out.write(f"admin socket: {admin_socket} (not served: engine.admin is not installed)\n")
+        out.flush()
+        status_task = asyncio.create_task(_status_lines(engine, out), name="engine-status")
+        if duration_s is not None:
+            try:
+                await asyncio.wait_for(engine.wait_stopped(), timeout=duration_s)
+            except TimeoutError:
+                await engine.stop(reason="duration")
+        await engine.wait_stopped()
+        out.write(f"\nengine run: stopped ({engine.state_reason})\n")
+        return 0
+    except (EngineError, OSError) as exc:
+        out.flush()
+        print(f"engine run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if status_task is not None:
+            status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await status_task
+        if admin is not None:
+            await admin.close()
+        if engine is not None and engine.state is not EngineState.STOPPED and not engine._stopped.is_set():
+            await engine._teardown("fault: serve exiting")
+        if paper is not None:
+            await paper.close()
+        for sig in (signal_mod.SIGINT, signal_mod.SIGTERM):
+            loop.remove_signal_handler(sig)
+        out.flush()
+
+
+async def _status_lines(engine: TradingEngine, out: TextIO) -> None:
+    tty = out.isatty()
+    while True:
+        await asyncio.sleep(1.0)
+        line = engine.status_line()
+        out.write(f"\r{line}\x1b[K" if tty else f"{line}\n")
+        out.flush()
+
+
+def run_engine(
+    *,
+    config_path: str | None = None,
+    admin_socket: str | None = None,
+    seed: int = 7,
+    duration_s: float | None = None,
+) -> int:
+    """``engine run``: 0 after a graceful stop, 2 for a bad config (nothing sent), 1 for a start fault."""
+    from engine.config import load_config
+    from engine.errors import ConfigError
+    from engine.strategies import StrategyParamError, UnknownStrategy
+
+    if duration_s is not None and duration_s < 0:
+        print(f"engine run: --duration must be >= 0, got {duration_s}", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(config_path)
+        symbols = tuple((ex.name, sym) for ex in cfg.exchanges for sym in ex.symbols)
+        try:
+            strategy = create(cfg.strategy.name, params=cfg.strategy.params, symbols=symbols)
+        except UnknownStrategy as exc:
+            raise ConfigError(path=str(cfg.path), key="strategy.name", reason=str(exc)) from None
+        except StrategyParamError as exc:
+            raise ConfigError(
+                path=str(cfg.path), key=f"strategy.params.{exc.param}", reason=exc.reason
+            ) from None
+    except ConfigError as exc:
+        print(f"engine run: {exc}", file=sys.stderr)
+        return 2
+    state_dir = Path(cfg.engine.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=str(state_dir / "engine.log"),
+        level=cfg.engine.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    sock = resolve_admin_socket(admin_socket, cfg)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(cfg, admin_socket=sock, strategy=strategy, duration_s=duration_s, seed=seed))

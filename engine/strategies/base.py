@@ -1,0 +1,157 @@
+"""The strategy interface and the registry of strategies by name.
+
+A :class:`Strategy` is synchronous and does no I/O: the engine calls its hooks on the event loop with
+market events, completed bars and its own fills, and every hook returns a (possibly empty) list of
+:class:`~engine.types.Signal`. A signal is an *intent*; the engine passes each through the unified risk
+manager, which sizes it (when it has no ``qty``), clips or denies it. Strategies never see the adapters,
+the OMS or the journal; what they need to know about their position they learn from ``on_fill``.
+
+Parameters come from the config's ``[strategy] params`` table; a strategy validates them in its
+constructor and raises :class:`StrategyParamError` naming the parameter (the engine turns that into a
+``ConfigError`` naming ``strategy.params.<name>``).
+
+The registry maps a name (the config's ``[strategy] name``) to a class: :func:`register` adds one,
+:func:`create` builds one from the config.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, TypeVar
+
+from engine.types import BookUpdate, Fill, Signal, TradeTick, Venue
+
+__all__ = [
+    "STRATEGIES",
+    "Bar",
+    "Strategy",
+    "StrategyParamError",
+    "UnknownStrategy",
+    "create",
+    "register",
+]
+
+#: A completed bar, as ``engine.kernels.BarBuilder`` makes them (fields: open_time_ms, close_time_ms,
+#: open, high, low, close, volume, trades, vwap, quote_volume; prices as floats: indicator inputs).
+Bar = Any
+
+
+class StrategyParamError(ValueError):
+    """A strategy parameter is invalid: ``param`` names it, ``reason`` says why."""
+
+    def __init__(self, param: str, reason: str) -> None:
+        self.param = param
+        self.reason = reason
+        super().__init__(f"{param}: {reason}")
+
+
+class UnknownStrategy(KeyError):
+    """No strategy is registered under this name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        known = ", ".join(sorted(STRATEGIES)) or "none"
+        return f"unknown strategy {self.name!r} (known: {known})"
+
+
+class Strategy(ABC):  # noqa: B024 - every hook is optional; the ABC marks the interface
+    """Base class of every strategy. Override the hooks you need; each returns a list of signals."""
+
+    #: The registry name (the config's ``[strategy] name``).
+    name: ClassVar[str] = ""
+
+    def __init__(self, *, params: Mapping[str, Any], symbols: Sequence[tuple[Venue, str]]) -> None:
+        self.params = dict(params)
+        self.symbols: tuple[tuple[Venue, str], ...] = tuple(symbols)
+
+    def on_book(self, update: BookUpdate) -> list[Signal]:
+        """The local book of ``update.symbol`` changed (the touch is on the update)."""
+        return []
+
+    def on_trade(self, trade: TradeTick) -> list[Signal]:
+        """A public trade."""
+        return []
+
+    def on_bar(self, venue: Venue, symbol: str, bar: Bar) -> list[Signal]:
+        """A completed time bar (strategies that build bars call this themselves from ``on_trade``)."""
+        return []
+
+    def on_fill(self, fill: Fill) -> list[Signal]:
+        """One of the account's fills (the engine's orders, protective exits and external ones)."""
+        return []
+
+    def on_timer(self, now_ms: int) -> list[Signal]:
+        """Called by the engine about once a second (epoch ms)."""
+        return []
+
+    def state(self) -> dict[str, object]:
+        """What the strategy wants shown on the admin socket (JSON-ready values)."""
+        return {"name": self.name}
+
+    # ---- parameter helpers ----------------------------------------------------------------------------
+
+    def _int(self, key: str, default: int, *, lo: int = 1, hi: int = 1_000_000) -> int:
+        value = self.params.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StrategyParamError(key, f"must be an integer, got {value!r}")
+        if not lo <= value <= hi:
+            raise StrategyParamError(key, f"must be in {lo}..{hi}, got {value}")
+        return value
+
+    def _float(self, key: str, default: float, *, lo: float, hi: float) -> float:
+        value = self.params.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise StrategyParamError(key, f"must be a number, got {value!r}")
+        if not lo <= float(value) <= hi:
+            raise StrategyParamError(key, f"must be in {lo}..{hi}, got {value}")
+        return float(value)
+
+    def _decimal(self, key: str, default: Decimal | None) -> Decimal | None:
+        """A decimal parameter (money/size): a decimal string or an integer, never a float."""
+        value = self.params.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or isinstance(value, float):
+            raise StrategyParamError(key, f"must be a decimal string (floats are inexact), got {value!r}")
+        try:
+            d = Decimal(value) if isinstance(value, int | str) else None
+        except InvalidOperation:
+            d = None
+        if d is None or not d.is_finite() or d <= 0:
+            raise StrategyParamError(key, f"must be a positive decimal string, got {value!r}")
+        return d
+
+    def _check_known(self, known: Sequence[str]) -> None:
+        for key in self.params:
+            if key not in known:
+                raise StrategyParamError(key, f"unknown parameter (known: {', '.join(sorted(known))})")
+
+
+#: name -> strategy class
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+_S = TypeVar("_S", bound=type[Strategy])
+
+
+def register(cls: _S) -> _S:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no name")
+    if cls.name in STRATEGIES and STRATEGIES[cls.name] is not cls:
+        raise ValueError(f"strategy name {cls.name!r} is taken by {STRATEGIES[cls.name].__qualname__}")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def create(name: str, *, params: Mapping[str, Any], symbols: Sequence[tuple[Venue, str]]) -> Strategy:
+    """Build the strategy registered as ``name``; raises :class:`UnknownStrategy` or
+    :class:`StrategyParamError`."""
+    factory: Callable[..., Strategy] | None = STRATEGIES.get(name)
+    if factory is None:
+        raise UnknownStrategy(name)
+    return factory(params=params, symbols=symbols)
