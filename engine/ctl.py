@@ -601,7 +601,10 @@ def _watch(path: Path, *, refresh_s: float, frames: int, timeout_s: float) -> in
         sub.socket.settimeout(timeout_s)
         shown = 0
         try:
-            with _Keys() as keys, Live(_watch_frame(client, events), auto_refresh=False) as live:
+            with (
+                _Keys() as keys,
+                Live(_watch_frame(client, events), auto_refresh=False, console=_console(sys.stdout)) as live,
+            ):
                 shown = 1
                 while frames <= 0 or shown < frames:
                     deadline = time.monotonic() + refresh_s
