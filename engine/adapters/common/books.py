@@ -166,19 +166,10 @@ class BookManager:
             self.last_update_mono = time.monotonic()
             if self.health is not BookHealth.LIVE:
                 self._set_health(BookHealth.LIVE, "synced")
-            book = self.book
-            bid = book.best_bid_ticks()
-            ask = book.best_ask_ticks()
-            self._sink(
-                BookUpdate(
-                    venue=self.venue,
-                    symbol=self.symbol,
-                    best_bid_ticks=bid[0] if bid is not None else 0,
-                    best_ask_ticks=ask[0] if ask is not None else 0,
-                    ts_ms=self._now_ms(),
-                    recv_ns=recv_ns,
-                )
-            )
+            touch = self.book.touch_ticks()  # (bid, bid lots, ask, ask lots); an empty side reads 0
+            # positional: this runs once per depth message (field order: venue, symbol, best_bid_ticks,
+            # best_ask_ticks, ts_ms, recv_ns)
+            self._sink(BookUpdate(self.venue, self.symbol, touch[0], touch[2], self._now_ms(), recv_ns))
         elif code == GAP:
             self._resync(BookHealth.RESYNCING, "sequence gap")
 
