@@ -68,6 +68,8 @@ import fcntl
 import logging
 import os
 import queue
+import random
+import signal
 import sqlite3
 import threading
 import time
@@ -97,6 +99,7 @@ from engine.types import (
 )
 
 __all__ = [
+    "CRASH_ENV",
     "MIGRATIONS",
     "OUTCOME_KINDS",
     "SCHEMA_VERSION",
@@ -255,6 +258,26 @@ class Transition:
     ts_ms: int
 
 
+#: Test-only crash injection: ``"after_intent=0.05,before_ack=0.05"`` makes the process SIGKILL itself
+#: with that probability right after an intent is committed (before the send) or when an ``ack`` outcome
+#: is about to be journaled (after the venue acknowledged). Never set it in production.
+CRASH_ENV: Final = "ENGINE_JOURNAL_CRASH"
+_CRASH_POINTS: Final = frozenset({"after_intent", "before_ack"})
+
+
+def _crash_faults(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in _CRASH_POINTS:
+            raise ValueError(f"{CRASH_ENV}: unknown point {name!r}; one of {sorted(_CRASH_POINTS)}")
+        prob = float(value)
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"{CRASH_ENV}: {name} probability {value!r} is not in [0, 1]")
+        out[name] = prob
+    return out
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, Decimal):
         return str(value)
@@ -360,6 +383,8 @@ class Journal:
         self._reported_unhealthy: str | None = None
         self._retained = 0  # records the writer holds after a failed transaction (writer thread only)
         self._last_error = ""  # writer thread only
+        self._faults = _crash_faults(os.environ.get(CRASH_ENV, ""))
+        self._rng = random.Random()
         self._lock_fd: int | None = None
         self._dead: str | None = None  # set when the writer thread died of an unexpected error
         self._stats: dict[str, int] = dict.fromkeys(
@@ -433,6 +458,13 @@ class Journal:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
+
+    def _maybe_crash(self, point: str) -> None:
+        """Test-only fault injection (``ENGINE_JOURNAL_CRASH``): SIGKILL this process at ``point``."""
+        p = self._faults.get(point, 0.0)
+        if p and self._rng.random() < p:
+            log.critical("journal_crash_injected point=%s", point)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # ---- health ------------------------------------------------------------------------------------
 
@@ -521,6 +553,7 @@ class Journal:
         )
         self._stats["intents"] += 1
         await future
+        self._maybe_crash("after_intent")  # committed, not yet sent
 
     def intent_request(
         self, request: OrderRequest, *, signal: Mapping[str, Any], decision: Mapping[str, Any]
@@ -551,6 +584,8 @@ class Journal:
         A ``fill`` with ``data["final"]`` true (or ``data["status"] == "filled"``) ends the order."""
         if kind not in OUTCOME_KINDS:
             raise ValueError(f"unknown outcome kind {kind!r}; one of {sorted(OUTCOME_KINDS)}")
+        if kind == "ack":
+            self._maybe_crash("before_ack")  # sent and acknowledged, the outcome not yet journaled
         self._write(
             "INSERT INTO outcomes (client_order_id, kind, data, ts_ms) VALUES (?, ?, ?, ?)",
             (client_order_id, kind, _dumps(dict(data)), _now_ms() if ts_ms is None else ts_ms),
