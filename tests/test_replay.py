@@ -1,4 +1,4 @@
-"""``engine run``: the generated market replayed live through the kernels, as a real subprocess."""
+"""``engine replay``: the generated market replayed live through the kernels, as a real subprocess."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_replay_when_depth_event_lost_then_gap_resync_and_book_matches_again(kin
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "engine", "run", "--rate", "5000", *args]
+    return [sys.executable, "-m", "engine", "replay", "--rate", "5000", *args]
 
 
 def _status_lines(stdout: str) -> list[re.Match[str]]:

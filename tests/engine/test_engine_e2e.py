@@ -4,6 +4,11 @@ health and every risk limit, measured on the venue's own core."""
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +18,7 @@ from engine.control import ControlError
 from engine.journal import Journal
 from engine.risk import Approved, Denied
 from engine.types import EngineState, OrderStatus, OrderType, Side, Venue, VenueStatus
-from tests.engine import Harness, engine_on_venue, until
+from tests.engine import Harness, engine_on_venue, until, write_config
 
 D = Decimal
 
@@ -262,3 +267,62 @@ async def test_limits_when_each_set_then_engine_denies_with_its_reason(tmp_path:
         await e.cancel_all()
         await until(lambda: not h.core.open_orders(h.account), what="cancelled")
         assert all(t.status is not OrderStatus.NEW for t in e.oms.open_orders())
+
+
+ROOT = Path(__file__).resolve().parents[2]
+STATUS = re.compile(
+    r"^(running|paused) \| binance up \[BTCUSDT:live,ETHUSDT:live\] \| BTCUSDT [\d.]+/[\d.]+ \| "
+    r"ETHUSDT [\d.]+/[\d.]+ \| equity [\d.]+ \| daily_pnl -?[\d.]+ \| orders \d+ \| positions \d+ \| [\d,]+ ev/s$"
+)
+
+
+def test_run_when_paper_config_then_socket_path_status_lines_and_sigint_exits_zero(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "paper.toml", risk={"max_order_notional": "5000"}, state_dir=tmp_path / "var"
+    )
+    sock = tmp_path / "admin" / "e.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--config", str(cfg), "--admin-socket", str(sock)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while time.monotonic() < deadline and sum(1 for ln in lines if STATUS.match(ln)) < 2:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+        assert f"admin socket: {sock}" in lines, lines
+        assert sum(1 for ln in lines if STATUS.match(ln)) >= 2, lines
+        assert sock.exists()
+        proc.send_signal(signal.SIGINT)
+        rest, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "stopped (operator: stop: SIGINT)" in rest
+    assert not sock.exists()
+
+
+def test_run_when_config_bad_then_exit_2_with_path_key_reason(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "bad.toml", risk={"daily_los_limit": "5"}, state_dir=tmp_path / "var")
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{cfg}: risk.daily_los_limit: unknown key" in result.stderr
+    assert result.stdout == ""  # nothing started: no venue, no socket
+    assert not (tmp_path / "var").exists()
