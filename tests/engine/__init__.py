@@ -32,6 +32,7 @@ __all__ = ["KEY", "Harness", "Quiet", "engine_on_venue", "until"]
 KEY = "engine-test-key"
 SECRET = "engine-test-secret"
 D = Decimal
+BALANCE = D("100000")
 #: symbol -> (best ask, crowd qty per level)
 BOOKS: dict[str, tuple[Decimal, Decimal]] = {
     "BTCUSDT": (D("60000.0"), D("5")),
@@ -128,7 +129,7 @@ async def engine_on_venue(
     engine: dict[str, object] | None = None,
     strategy: Strategy | None = None,
     journal: Any = None,
-    usdt: Decimal = D("100000"),
+    usdt: Decimal = BALANCE,
 ) -> AsyncIterator[Harness]:
     clock = ShiftableClock()
     specs = default_instruments()

@@ -272,7 +272,8 @@ async def test_limits_when_each_set_then_engine_denies_with_its_reason(tmp_path:
 ROOT = Path(__file__).resolve().parents[2]
 STATUS = re.compile(
     r"^(running|paused) \| binance up \[BTCUSDT:live,ETHUSDT:live\] \| BTCUSDT [\d.]+/[\d.]+ \| "
-    r"ETHUSDT [\d.]+/[\d.]+ \| equity [\d.]+ \| daily_pnl -?[\d.]+ \| orders \d+ \| positions \d+ \| [\d,]+ ev/s$"
+    r"ETHUSDT [\d.]+/[\d.]+ \| equity [\d.]+ \| daily_pnl -?[\d.]+ \| "
+    r"orders \d+ \| positions \d+ \| [\d,]+ ev/s$"
 )
 
 
