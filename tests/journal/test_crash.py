@@ -153,8 +153,11 @@ async def _wait_line(proc: subprocess.Popen[str], pattern: str, timeout: float) 
     assert proc.stdout is not None
     stdout = proc.stdout
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = await asyncio.to_thread(stdout.readline)
+    while (left := deadline - time.monotonic()) > 0:
+        try:  # on a time-out the caller kills the process, which ends the blocked readline
+            line = await asyncio.wait_for(asyncio.to_thread(stdout.readline), left)
+        except TimeoutError:
+            return None
         if not line:
             return None
         if re.search(pattern, line):
