@@ -42,8 +42,17 @@ def test_no_command_when_given_then_exits_nonzero() -> None:
     assert exc.value.code != 0
 
 
-def test_run_when_parsed_then_defaults_for_seed_rate_duration() -> None:
+def test_run_when_parsed_then_config_socket_seed_duration() -> None:
     args = build_parser().parse_args(["run"])
+    assert (args.config, args.admin_socket, args.duration) == (None, None, None)
+    args = build_parser().parse_args(
+        ["run", "--config", "c.toml", "--admin-socket", "s.sock", "--duration", "3", "--seed", "9"]
+    )
+    assert (args.config, args.admin_socket, args.seed, args.duration) == ("c.toml", "s.sock", 9, 3.0)
+
+
+def test_replay_when_parsed_then_defaults_for_seed_rate_duration() -> None:
+    args = build_parser().parse_args(["replay"])
     assert (args.seed, args.rate, args.duration) == (7, 20_000, None)
-    args = build_parser().parse_args(["run", "--duration", "3", "--seed", "9", "--rate", "500"])
+    args = build_parser().parse_args(["replay", "--duration", "3", "--seed", "9", "--rate", "500"])
     assert (args.seed, args.rate, args.duration) == (9, 500, 3.0)

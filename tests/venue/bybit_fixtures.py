@@ -85,7 +85,7 @@ class Collector:
             return list(self._items)
 
 
-async def wait_for(predicate: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition") -> None:
+async def wait_for(predicate: Callable[[], bool], *, timeout: float = 15.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
