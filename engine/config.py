@@ -34,8 +34,15 @@ The keys (DESIGN.md, "Config", is the contract; the extra ones are marked +)::
     [risk]                         # validated by engine.risk.RiskLimits.from_mapping
 
     [metrics]
-    bind = "127.0.0.1:9108"        # host:port ([::1]:9108 for IPv6)
+    bind = "127.0.0.1:9108"        # host:port ([::1]:9108 for IPv6); port 0: a free port (printed at start)
     enabled = true                 # +
+
+    [alerts]                       # + every key optional; no webhook and no Telegram: no alerts are sent
+    webhook_url = "https://hooks.example.com/engine"   # http(s): a JSON POST per alert
+    telegram_token_env = "ENGINE_TELEGRAM_TOKEN"       # the NAME of the variable holding the bot token
+    telegram_chat_id = "-100123"                       # a string or an integer; needed with the token
+    telegram_base_url = "https://api.telegram.org"     # http(s)
+    disconnect_threshold_s = 30.0                      # alert when a stream stays down this long
 
 Live mode refuses plaintext ``http``/``ws`` URLs to anything but a loopback host: signed requests and
 the listen key would cross the network unencrypted.
@@ -68,6 +75,7 @@ from engine.types import Venue
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "AlertsSection",
     "EngineConfig",
     "EngineSection",
     "ExchangeSection",
@@ -177,6 +185,23 @@ class MetricsSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlertsSection:
+    """Where alerts go (``engine.alerts.Alerter``); the Telegram token is read from the environment."""
+
+    webhook_url: str | None = None
+    telegram_base_url: str = "https://api.telegram.org"
+    telegram_token_env: str | None = None
+    telegram_chat_id: str | None = None
+    disconnect_threshold_s: float = 30.0
+    # Read from ``telegram_token_env`` at load time; never printed.
+    telegram_token: Secret | None = field(default=None, compare=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.webhook_url is not None or self.telegram_token is not None
+
+
+@dataclass(frozen=True, kw_only=True)
 class EngineConfig:
     engine: EngineSection
     exchanges: tuple[ExchangeSection, ...]
@@ -188,10 +213,18 @@ class EngineConfig:
     metrics: MetricsSection
     path: Path
     risk_limits: Any = field(default=None, compare=False)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
 
     @property
     def mode(self) -> Mode:
         return self.engine.mode
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value this config holds, revealed (API keys and secrets, the Telegram token):
+        what the logs and the admin socket must redact."""
+        held = [s for ex in self.exchanges for s in (ex.api_key, ex.api_secret)]
+        held.append(self.alerts.telegram_token)
+        return tuple(s.reveal() for s in held if s is not None and s)
 
     def exchange(self, venue: Venue | str) -> ExchangeSection:
         v = Venue(venue)
@@ -297,7 +330,7 @@ class _Parser:
 
     # -- sections --
     def config(self, doc: dict[str, Any]) -> EngineConfig:
-        self.no_unknown(doc, ("engine", "exchanges", "strategy", "risk", "metrics"), "")
+        self.no_unknown(doc, ("engine", "exchanges", "strategy", "risk", "metrics", "alerts"), "")
         if "engine" not in doc:
             raise self.err("engine", "missing required table [engine]")
         engine = self.engine(self.table(doc["engine"], "engine"))
@@ -310,6 +343,7 @@ class _Parser:
         risk_raw = self.table(doc.get("risk", {}), "risk")
         risk, limits = self.risk(risk_raw)
         metrics = self.metrics(self.table(doc.get("metrics", {}), "metrics"))
+        alerts = self.alerts(self.table(doc.get("alerts", {}), "alerts"))
         return EngineConfig(
             engine=engine,
             exchanges=exchanges,
@@ -318,6 +352,7 @@ class _Parser:
             metrics=metrics,
             path=self.path,
             risk_limits=limits,
+            alerts=alerts,
         )
 
     def engine(self, tbl: dict[str, Any]) -> EngineSection:
@@ -543,6 +578,45 @@ class _Parser:
         except ValueError as exc:
             raise self.err("metrics.bind", str(exc)) from None
         return MetricsSection(bind=bind, enabled=self.boolean(tbl, "enabled", p, True))
+
+    def alerts(self, tbl: dict[str, Any]) -> AlertsSection:
+        p = "alerts"
+        self.no_unknown(
+            tbl,
+            (
+                "webhook_url",
+                "telegram_base_url",
+                "telegram_token_env",
+                "telegram_chat_id",
+                "disconnect_threshold_s",
+            ),
+            p,
+        )
+        webhook = self.url(tbl, "webhook_url", p, ("http", "https"), False)
+        base = self.url(tbl, "telegram_base_url", p, ("http", "https"), False)
+        token_env = self.env_name(tbl, "telegram_token_env", p)
+        chat_id: str | None = None
+        if "telegram_chat_id" in tbl:
+            raw = tbl["telegram_chat_id"]
+            if isinstance(raw, bool) or not isinstance(raw, str | int):
+                raise self.err(
+                    "alerts.telegram_chat_id", f"must be a string or an integer, not {_tname(raw)}"
+                )
+            chat_id = str(raw).strip()
+            if not chat_id:
+                raise self.err("alerts.telegram_chat_id", "must not be empty")
+        if (token_env is None) != (chat_id is None):
+            missing = "telegram_chat_id" if chat_id is None else "telegram_token_env"
+            raise self.err(f"alerts.{missing}", "Telegram needs both telegram_token_env and telegram_chat_id")
+        token = self.from_env("alerts.telegram_token_env", token_env) if token_env is not None else None
+        return AlertsSection(
+            webhook_url=webhook,
+            telegram_base_url=base or "https://api.telegram.org",
+            telegram_token_env=token_env,
+            telegram_chat_id=chat_id,
+            disconnect_threshold_s=self.positive(tbl, "disconnect_threshold_s", p, 30.0),
+            telegram_token=token,
+        )
 
 
 def _risk_from_mapping() -> Any:

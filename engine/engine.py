@@ -45,8 +45,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
-import importlib.util
 import logging
 import os
 import signal as signal_mod
@@ -57,10 +55,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, Protocol, TextIO
+from typing import Any, Final, TextIO, TypeAlias
 
 from engine.adapters.base import AdapterSettings, EventSink, ExchangeAdapter
 from engine.adapters.common.ids import ClientIdGenerator
+from engine.adapters.common.ratelimit import RateLimiter
+from engine.admin import AdminServer
+from engine.alerts import Alerter
 from engine.config import EngineConfig, Mode, to_adapter_settings
 from engine.control import JSON, ControlError
 from engine.errors import (
@@ -71,7 +72,12 @@ from engine.errors import (
     VenueError,
     VenueUnavailable,
 )
+from engine.journal import Journal
+from engine.logs import configure_logging
+from engine.metrics import Metrics, MetricsServer
 from engine.oms import ExitKind, ExitTrigger, OrderManager, Severity, dec_str, money_str
+from engine.paper import PaperVenue
+from engine.recovery import RecoveryReport, recover
 from engine.risk import Approved, Denied, RiskLimits, Trip, UnifiedRiskManager
 from engine.strategies import Strategy, create
 from engine.types import (
@@ -137,41 +143,8 @@ _ZERO: Final = Decimal(0)
 AdapterFactory = Callable[[AdapterSettings, EventSink], ExchangeAdapter]
 
 
-class JournalPort(Protocol):
-    """What the engine needs of ``engine.journal.Journal`` (issue 7)."""
-
-    @property
-    def healthy(self) -> bool: ...
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def intent(
-        self,
-        *,
-        client_order_id: str,
-        venue: Venue,
-        symbol: str,
-        side: Side,
-        type: OrderType,
-        qty: Decimal,
-        price: Decimal | None,
-        signal: Mapping[str, Any],
-        decision: Mapping[str, Any],
-    ) -> None: ...
-
-    def outcome(self, client_order_id: str, kind: str, data: Mapping[str, Any]) -> None: ...
-
-    def decision(self, record: Mapping[str, Any]) -> None: ...
-
-    def fill(self, fill: Fill) -> None: ...
-
-    def transition(self, from_state: EngineState | str, to_state: EngineState | str, cause: str) -> None: ...
-
-    def save_risk_state(self, state: Mapping[str, Any]) -> None: ...
-
-    async def load_risk_state(self) -> dict[str, Any] | None: ...
+#: The engine's journal: ``engine.journal.Journal`` (recovery reads its intents, outcomes and latch).
+JournalPort: TypeAlias = Journal
 
 
 def default_adapter_factory(settings: AdapterSettings, sink: EventSink) -> ExchangeAdapter:
@@ -206,6 +179,16 @@ class _ExitPlan:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _busiest_window(limiter: RateLimiter) -> tuple[int, int]:
+    """(used, limit) of the limiter's window with the highest use ratio ((0, 0) when it has none)."""
+    best = (0, 0)
+    for w in limiter.rules.windows:
+        used = limiter.used(w.name)
+        if w.limit > 0 and (best[1] == 0 or used * best[1] > best[0] * w.limit):
+            best = (used, w.limit)
+    return best
 
 
 def _pct(samples: Iterable[int], q: float) -> float | None:
@@ -266,6 +249,8 @@ class TradingEngine:
         batch: int = 64,
         clock: Callable[[], int] = _now_ms,
         id_prefix: str = "e",
+        metrics: Metrics | None = None,
+        alerter: Alerter | None = None,
     ) -> None:
         if market_queue_size < 1 or user_queue_size < 1 or batch < 1:
             raise ValueError("market_queue_size, user_queue_size and batch must be >= 1")
@@ -278,6 +263,11 @@ class TradingEngine:
             config.strategy.name, params=config.strategy.params, symbols=self.symbols
         )
         self.journal = journal
+        #: Prometheus metrics fed by the engine (``MetricsServer`` serves them), and operator alerts.
+        self.prom = metrics
+        self.alerter = alerter
+        #: what the last start's recovery did (None without a journal, or before start)
+        self.recovery: RecoveryReport | None = None
         self._factory = adapter_factory or default_adapter_factory
         if limits is not None:
             self._limits = limits
@@ -328,6 +318,8 @@ class TradingEngine:
         self._last_equity_sample_ms = 0
 
         self.counters: Counter[str] = Counter()
+        # events received per (venue, stream kind) since the last flush to ``prom`` (housekeeping)
+        self._events_unflushed: Counter[tuple[Venue, str]] = Counter()
         self.denials: Counter[str] = Counter()
         self.orders_by_outcome: Counter[str] = Counter()
         self._lat_signal_to_send: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
@@ -371,6 +363,10 @@ class TradingEngine:
         log.warning("engine_transition from=%s to=%s cause=%r", frm.value, to.value, cause)
         if (j := self._j) is not None:
             j.transition(frm.value, to.value, cause)
+        if self.prom is not None:
+            self.prom.set_state(to.value)
+        if self.alerter is not None:
+            self.alerter.state_changed(frm.value, to.value, cause=cause)
         self.counters[f"transitions_to_{to.value}"] += 1
         self.publish({"event": "state", "from": frm.value, "to": to.value, "cause": cause})
 
@@ -398,7 +394,7 @@ class TradingEngine:
                 await adapter.connect()
             await self._load_instruments()
             self._pump_task = asyncio.create_task(self._pump(), name="engine-pump")
-            incomplete = await self._recover()
+            incomplete, latched = await self._recover()
         except BaseException as exc:
             log.error("engine_start_failed error=%r", str(exc))
             await self._teardown(f"fault: start failed: {exc!r}")
@@ -406,7 +402,13 @@ class TradingEngine:
         self._risk_live = True
         self._strategies_live = True
         trip = self.risk_manager.trip
-        if trip is not None:
+        if self.state is EngineState.EMERGENCY_STOPPED:
+            pass  # a risk trigger fired during recovery (_on_trip moved the engine already)
+        elif latched is not None:
+            self.transition(
+                EngineState.EMERGENCY_STOPPED, f"start: emergency stop latched (restored): {latched}"
+            )
+        elif trip is not None:
             self.transition(EngineState.EMERGENCY_STOPPED, f"risk: {trip.reason} (restored): {trip.detail}")
         elif incomplete:
             self.transition(EngineState.PAUSED, f"start: recovery incomplete: {incomplete}")
@@ -436,38 +438,47 @@ class TradingEngine:
             if mid is not None:
                 self._risk.set_reference(v, sym, mid)
 
-    async def _recover(self) -> str:
-        """THE recovery call site (issue 7: ``engine.recovery`` extends it): runs after the venues are
-        connected and before any strategy sees a market event. Takes the venues' open orders, positions
-        and balances as the truth (OMS reconcile), asks the venue about every order whose outcome is
-        unknown, restores the risk state from the journal, and returns why recovery is incomplete ("" when
-        it is complete)."""
+    async def _recover(self) -> tuple[str, str | None]:
+        """THE recovery call site: runs after the venues are connected and before any strategy sees a
+        market event. Returns (why recovery is incomplete, "" when complete; the cause of a latched
+        emergency stop, None when not latched).
+
+        With a journal: :func:`engine.recovery.recover` restores the risk state, re-tracks unfinished
+        intents, queries the intents with no outcome by client order id first, then reconciles the
+        venues' open orders, positions and balances (the venue is the truth); the journal's emergency
+        latch is read back (``journal.emergency_latched()``). Without a journal: the venues' snapshot is
+        reconciled into the OMS and orders with an unknown outcome are queried."""
         problems: list[str] = []
-        for venue, adapter in self.adapters.items():
-            ts = self.now_ms()
-            orders = await adapter.open_orders()
-            positions = await adapter.positions()
-            balances = await adapter.balances()
-            report = self.oms.reconcile(venue, orders, positions, balances, ts_ms=ts)
-            for d in report.differences:
-                log.info(
-                    "engine_reconcile_difference %s", " ".join(f"{k}={v!r}" for k, v in d.as_dict().items())
-                )
-            for symbol, cid in report.needs_query:
-                answer = await adapter.get_order(symbol, client_order_id=cid)
-                self.oms.on_query_result(venue, cid, answer, ts_ms=self.now_ms())
-            if report.irreconcilable:
-                problems.append(f"{venue.value}: {len(report.irreconcilable)} irreconcilable differences")
+        latched: str | None = None
         if (j := self._j) is not None:
-            saved = await j.load_risk_state()
-            if saved:
-                try:
-                    self.risk_manager.restore({k: str(v) for k, v in saved.items()})
-                except RiskLimitError as exc:
-                    problems.append(f"saved risk state not restored: {exc}")
+            report = await recover(j, self.adapters, self.oms, self.risk_manager, now_ms=self.now_ms())
+            self.recovery = report
+            if not report.completed:
+                problems.append(report.reason)
+            if report.irreconcilable:
+                problems.append(f"{len(report.irreconcilable)} irreconcilable differences")
+            if await j.emergency_latched():
+                latched = report.emergency_cause or "emergency stop before the restart"
+        else:
+            for venue, adapter in self.adapters.items():
+                ts = self.now_ms()
+                orders = await adapter.open_orders()
+                positions = await adapter.positions()
+                balances = await adapter.balances()
+                rec = self.oms.reconcile(venue, orders, positions, balances, ts_ms=ts)
+                for d in rec.differences:
+                    log.info(
+                        "engine_reconcile_difference %s",
+                        " ".join(f"{k}={v!r}" for k, v in d.as_dict().items()),
+                    )
+                for symbol, cid in rec.needs_query:
+                    answer = await adapter.get_order(symbol, client_order_id=cid)
+                    self.oms.on_query_result(venue, cid, answer, ts_ms=self.now_ms())
+                if rec.irreconcilable:
+                    problems.append(f"{venue.value}: {len(rec.irreconcilable)} irreconcilable differences")
         self._sync_risk_from_oms()
         self._check_equity()
-        return "; ".join(problems)
+        return "; ".join(problems), latched
 
     async def stop(self, *, reason: str = "operator") -> JSON:
         """Graceful stop: no new signals, resting orders cancelled (``cancel_on_stop``), journal flushed,
@@ -530,16 +541,19 @@ class TradingEngine:
     def _sink(self, event: MarketEvent | UserEvent) -> None:
         """Called by the adapters on the loop for every event; never blocks (see the module docstring)."""
         if isinstance(event, BookUpdate):
+            self._events_unflushed[(event.venue, "book")] += 1
             key: tuple[object, ...] = ("b", event.venue, event.symbol)
             if key in self._market:
                 self.counters["md_coalesced"] += 1
             self._market[key] = event
         elif isinstance(event, MarkPrice):
+            self._events_unflushed[(event.venue, "mark")] += 1
             key = ("m", event.venue, event.symbol)
             if key in self._market:
                 self.counters["md_coalesced"] += 1
             self._market[key] = event
         elif isinstance(event, TradeTick):
+            self._events_unflushed[(event.venue, "trade")] += 1
             if self._trades_pending >= self.market_queue_size:
                 for k in self._market:
                     if k[0] == "t":
@@ -600,16 +614,21 @@ class TradingEngine:
     def _on_user(self, ev: UserEvent | VenueStatus) -> None:
         self.counters["user_events"] += 1
         if isinstance(ev, VenueStatus):
+            self._events_unflushed[(ev.venue, "status")] += 1
             self._on_status(ev)
             return
         if isinstance(ev, OrderUpdate):
+            self._events_unflushed[(ev.order.venue, "user")] += 1
             self._on_order_update(ev)
         elif isinstance(ev, PositionUpdate):
+            self._events_unflushed[(ev.position.venue, "user")] += 1
             self.oms.on_position_update(ev)
         elif isinstance(ev, BalanceUpdate):
+            self._events_unflushed[(ev.balance.venue, "user")] += 1
             self.oms.on_balance(ev.balance)
             self._check_equity()
         elif isinstance(ev, FundingPayment):
+            self._events_unflushed[(ev.venue, "user")] += 1
             self.oms.on_funding(ev)
             self.publish(
                 {"event": "funding", "venue": ev.venue.value, "symbol": ev.symbol, "amount": str(ev.amount)}
@@ -686,7 +705,7 @@ class TradingEngine:
             side = self._booked.pop(key)
             if self._risk_live:
                 self.risk_manager.on_order_done(o.venue, o.symbol, side, max(o.qty - o.filled_qty, _ZERO))
-            self.orders_by_outcome[o.status.value] += 1
+            self._outcome(o.status.value)
             if (j := self._j) is not None and o.status is not OrderStatus.FILLED:
                 kind = {"canceled": "cancel", "expired": "expire", "rejected": "reject"}[o.status.value]
                 j.outcome(o.client_order_id, kind, {"status": o.status.value, "reason": o.reason})
@@ -694,11 +713,17 @@ class TradingEngine:
                 self._exit_plans.pop(key, None)  # never filled: no position to protect
         self.publish({"event": "order", **{k: v for k, v in tracked.as_dict().items() if v is not None}})
 
+    def _outcome(self, outcome: str) -> None:
+        self.orders_by_outcome[outcome] += 1
+        if self.prom is not None:
+            self.prom.inc_orders(outcome)
+
     def _apply_order(self, order: Order) -> None:
         self.oms.on_order(order)
         self._after_order((order.venue, order.client_order_id))
 
     def _on_status(self, ev: VenueStatus) -> None:
+        previous = self._streams.get((ev.venue, ev.stream))
         self._streams[(ev.venue, ev.stream)] = ev.status
         if ev.stream.startswith("book:"):
             symbol = ev.stream.removeprefix("book:")
@@ -712,8 +737,24 @@ class TradingEngine:
                     self._risk.set_book_health(ev.venue, symbol, health)
                 if health is not BookHealth.LIVE:
                     self.counters["book_unhealthy_events"] += 1
+            if health in (BookHealth.RESYNCING, BookHealth.CROSSED) and self.prom is not None:
+                self.prom.inc_book_resync(ev.venue.value, symbol)
+        elif ev.status == "banned":
+            self.counters["bans"] += 1
+            log.error("engine_venue_banned venue=%s detail=%r", ev.venue.value, ev.detail)
+            if self.alerter is not None:
+                self.alerter.banned(ev.venue.value)
         elif ev.status == "disconnected":
             self.counters["disconnects"] += 1
+            if self.alerter is not None:
+                self.alerter.disconnected(ev.venue.value, ev.stream)
+        elif ev.status == "connected":
+            if previous == "disconnected":  # it had been up and went down: this is a reconnect
+                self.counters["reconnects"] += 1
+                if self.prom is not None:
+                    self.prom.inc_ws_reconnect(ev.venue.value, ev.stream)
+            if self.alerter is not None:
+                self.alerter.connected(ev.venue.value, ev.stream)
         self.publish(
             {
                 "event": "venue",
@@ -731,6 +772,8 @@ class TradingEngine:
             self.counters["md_book"] += 1
             if self._risk is not None:
                 self._risk.on_book(ev)
+            if self.prom is not None:
+                self.prom.observe_book_latency(time.perf_counter_ns() - ev.recv_ns)
             if self._strategies_live and self._state in (EngineState.RUNNING, EngineState.PAUSED):
                 self._on_signals(self.strategy.on_book(ev))
         elif isinstance(ev, TradeTick):
@@ -762,7 +805,9 @@ class TradingEngine:
 
     def _on_trip(self, trip: Trip) -> None:
         self.counters[f"trip_{trip.reason}"] += 1
-        self.alert("risk_trip", f"{trip.reason}: {trip.detail}")
+        self.alert("risk_trip", f"{trip.reason}: {trip.detail}", external=False)
+        if self.alerter is not None:
+            self.alerter.risk_tripped(trip.reason, trip.detail)
         if self._state in (EngineState.RUNNING, EngineState.PAUSED, EngineState.STARTING):
             self.transition(EngineState.EMERGENCY_STOPPED, f"risk: {trip.reason}: {trip.detail}")
             self._spawn(self._emergency_actions(self.config.engine.flatten_on_emergency), "engine-emergency")
@@ -855,6 +900,8 @@ class TradingEngine:
 
     def _denied(self, decision: Denied, signal: dict[str, Any]) -> None:
         self.denials[decision.reason] += 1
+        if self.prom is not None:
+            self.prom.inc_risk_denial(decision.reason)
         log.info("engine_risk_denied reason=%s detail=%r", decision.reason, decision.detail)
         if (j := self._j) is not None:
             j.decision({"signal": signal, "decision": _decision_dict(decision), "action": "none"})
@@ -929,10 +976,13 @@ class TradingEngine:
         t_send = time.perf_counter_ns()
         self._lat_signal_to_send.append(t_send - t0_ns)
         self.counters["orders_sent"] += 1
+        if self.prom is not None:
+            self.prom.observe_signal_latency(t_send - t0_ns)
+            self.prom.inc_orders("sent")
         try:
             order = await adapter.place_order(request)
         except OrderRejected as exc:
-            self.orders_by_outcome[f"rejected_{exc.reason}"] += 1
+            self._outcome(f"rejected_{exc.reason}")
             log.warning("engine_order_rejected cid=%s reason=%s message=%r", cid, exc.reason, exc.message)
             self._not_sent(request, exc.reason)
             self.oms.rearm_exits(request.venue, request.symbol, position_side=request.position_side)
@@ -943,11 +993,14 @@ class TradingEngine:
             self.alert("order_unknown", f"{cid}: outcome unknown ({exc}); the venue will be asked")
             return None
         except VenueError as exc:  # rate limited, banned, auth, clock: refused before it was placed
-            self.orders_by_outcome[f"refused_{type(exc).__name__}"] += 1
+            self._outcome(f"refused_{type(exc).__name__}")
             log.error("engine_order_refused cid=%s error=%r", cid, str(exc))
             self._not_sent(request, type(exc).__name__)
             return None
-        self._lat_send_to_ack.append(time.perf_counter_ns() - t_send)
+        ack_ns = time.perf_counter_ns() - t_send
+        self._lat_send_to_ack.append(ack_ns)
+        if self.prom is not None:
+            self.prom.observe_ack_latency(ack_ns)
         if (j := self._j) is not None:
             j.outcome(cid, "ack", {"status": order.status.value, "venue_order_id": order.venue_order_id})
         self._apply_order(order)
@@ -1156,6 +1209,7 @@ class TradingEngine:
         if mono - self._rate_t >= 1.0:
             self.events_per_s = self._rate_events / (mono - self._rate_t)
             self._rate_t, self._rate_events = mono, 0
+        self._update_metrics()
         diffs = self.oms.check_positions(now)
         for d in diffs:
             log.error("engine_position_difference %s", " ".join(f"{k}={v!r}" for k, v in d.as_dict().items()))
@@ -1197,6 +1251,68 @@ class TradingEngine:
             if self._strategies_live and self._state in (EngineState.RUNNING, EngineState.PAUSED):
                 self._on_signals(self.strategy.on_timer(now))
 
+    # ================================================================ metrics and readiness
+
+    def _update_metrics(self) -> None:
+        """Flush the per-stream event counts and set the gauges (equity, PnL, exposure, rate-limit use).
+        Called from housekeeping and by ``metrics()``; the hot path only bumps local counters."""
+        prom = self.prom
+        if prom is None:
+            return
+        for (venue, kind), n in self._events_unflushed.items():
+            prom.inc_events(f"{venue.value}.{kind}", n)
+        self._events_unflushed.clear()
+        totals = self.oms.totals()
+        equity = self._risk.equity if self._risk is not None else None
+        if equity is not None or self.oms.balances():
+            prom.set_equity(equity if equity is not None else totals.equity)
+        prom.set_pnl(
+            daily=self._risk.daily_pnl if self._risk is not None else _ZERO,
+            realized=totals.realized_pnl,
+            unrealized=totals.unrealized_pnl,
+        )
+        exposure: dict[Venue, Decimal] = dict.fromkeys(self.adapters, _ZERO)
+        for p in self.oms.positions():
+            exposure[p.venue] = exposure.get(p.venue, _ZERO) + abs(p.qty) * (p.mark_price or p.entry_price)
+        for venue, notional in exposure.items():
+            prom.set_exposure(venue.value, notional)
+        for venue, adapter in self.adapters.items():
+            limiter = getattr(adapter, "limiter", None)
+            if not isinstance(limiter, RateLimiter):
+                continue
+            used, limit = _busiest_window(limiter)
+            prom.set_rate_limit_usage(venue.value, used=used, limit=limit)
+
+    def ready_reasons(self) -> list[str]:
+        """Why the engine is NOT ready (``/ready``): empty when it runs (running, paused or emergency
+        stopped) with every stream of every venue connected and every book LIVE."""
+        reasons: list[str] = []
+        if self._state not in (EngineState.RUNNING, EngineState.PAUSED, EngineState.EMERGENCY_STOPPED):
+            reasons.append(f"engine is {self._state.value}")
+        for s in self.settings:
+            venue = s.venue
+            adapter = self.adapters.get(venue)
+            streams = {
+                name: st
+                for (v, name), st in self._streams.items()
+                if v is venue and name != "rest" and not name.startswith("book:")
+            }
+            if adapter is None or not streams:
+                reasons.append(f"{venue.value}: streams not connected yet")
+            for name, st in sorted(streams.items()):
+                if st != "connected":
+                    reasons.append(f"{venue.value} {name} stream {st}")
+            for v, sym in self.symbols:
+                if v is not venue:
+                    continue
+                if adapter is None or (v, sym) not in self._books:
+                    reasons.append(f"{venue.value} {sym} book not synced yet")
+                    continue
+                health = adapter.book_health(sym)
+                if health is not BookHealth.LIVE:
+                    reasons.append(f"{venue.value} {sym} book {health.value}")
+        return reasons
+
     # ================================================================ subscribers and alerts
 
     def publish(self, event: JSON) -> None:
@@ -1216,10 +1332,14 @@ class TradingEngine:
                 q.get_nowait()
         q.put_nowait(event)
 
-    def alert(self, kind: str, message: str) -> None:
+    def alert(self, kind: str, message: str, *, external: bool = True) -> None:
+        """An operator alert: counted, logged, published to subscribers and (``external``) sent through
+        the :class:`~engine.alerts.Alerter` when one is configured."""
         self.counters[f"alert_{kind}"] += 1
         log.warning("engine_alert kind=%s message=%r", kind, message)
         self.publish({"event": "alert", "kind": kind, "message": message})
+        if external and self.alerter is not None:
+            self.alerter.alert(kind, message, severity="warning")
 
     async def subscribe(self) -> AsyncIterator[JSON]:
         q: asyncio.Queue[JSON] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
@@ -1423,6 +1543,16 @@ class TradingEngine:
         return {"canceled": canceled}
 
     async def metrics(self) -> JSON:
+        """The Prometheus metrics' snapshot (when metrics are on) merged with the engine's own counters;
+        on a shared key the engine's exact integers win."""
+        out: JSON = {}
+        if self.prom is not None:
+            self._update_metrics()
+            out.update(self.prom.snapshot())
+        out.update(self._engine_metrics())
+        return out
+
+    def _engine_metrics(self) -> JSON:
         return {
             "counters": dict(self.counters),
             "risk_denials": dict(self.denials),
@@ -1498,23 +1628,32 @@ def resolve_admin_socket(cli_path: str | None, cfg: EngineConfig) -> Path:
     return Path(cli_path if cli_path else cfg.engine.admin_socket).expanduser().absolute()
 
 
-def _open_journal(cfg: EngineConfig) -> JournalPort | None:
-    """``engine.journal.Journal`` under ``state_dir`` (``journal.sqlite``), when that module exists."""
-    if importlib.util.find_spec("engine.journal") is None:
-        log.error("engine_journal_unavailable reason='engine.journal is not installed'")
-        return None
-    module = importlib.import_module("engine.journal")
+def _open_journal(cfg: EngineConfig) -> Journal:
+    """The journal under ``state_dir`` (``journal.sqlite``)."""
     state_dir = Path(cfg.engine.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    journal: JournalPort = module.Journal(state_dir / "journal.sqlite")
-    return journal
+    return Journal(state_dir / "journal.sqlite")
 
 
-def _admin_server(path: Path, engine: TradingEngine) -> Any:
-    if importlib.util.find_spec("engine.admin") is None:
+def make_alerter(cfg: EngineConfig) -> Alerter | None:
+    """The configured ``[alerts]`` sinks, or None when none is configured."""
+    a = cfg.alerts
+    if not a.enabled:
         return None
-    module = importlib.import_module("engine.admin")
-    return module.AdminServer(path, engine)
+    return Alerter(
+        webhook_url=a.webhook_url,
+        telegram_token=a.telegram_token,
+        telegram_chat_id=a.telegram_chat_id if a.telegram_token is not None else None,
+        telegram_base_url=a.telegram_base_url,
+        source=f"engine:{cfg.mode.value}",
+        disconnect_after_s=a.disconnect_threshold_s,
+    )
+
+
+def run_secrets(cfg: EngineConfig, paper: PaperVenue | None) -> tuple[str, ...]:
+    """What logs and the admin socket redact: the config's secrets plus the paper account's key/secret."""
+    extra = (paper.account.key, paper.account.secret) if paper is not None else ()
+    return cfg.secrets() + extra
 
 
 async def serve(
@@ -1525,13 +1664,20 @@ async def serve(
     out: TextIO = sys.stdout,
     duration_s: float | None = None,
     seed: int = 7,
+    configure_logs: bool = False,
 ) -> int:
-    """``engine run``: the embedded venue (paper mode), the engine, the admin socket and the status line,
-    until SIGINT/SIGTERM, ``stop`` on the admin socket, or ``duration_s``. A second signal forces exit."""
-    from engine.paper import PaperVenue
-
+    """``engine run``: the embedded venue (paper mode), the metrics endpoint, the alerter, the engine, the
+    admin socket and the status line, until SIGINT/SIGTERM, ``stop`` on the admin socket, or
+    ``duration_s``. A second signal forces exit. ``configure_logs``: JSON-lines logging to
+    ``state_dir/engine.log`` redacting every secret (``run_engine`` sets it; in-process tests leave the
+    logging alone)."""
     loop = asyncio.get_running_loop()
     paper = PaperVenue(seed=seed) if cfg.mode is Mode.PAPER else None
+    secrets = run_secrets(cfg, paper)
+    if configure_logs:  # to the file only: stdout carries the status line, stderr the start errors
+        configure_logging(
+            cfg.engine.log_level, Path(cfg.engine.state_dir) / "engine.log", secrets, stderr=False
+        )
     signals_seen: list[str] = []
     stoppers: list[asyncio.Future[JSON]] = []
     engine: TradingEngine | None = None
@@ -1548,23 +1694,51 @@ async def serve(
 
     for sig in (signal_mod.SIGINT, signal_mod.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
-    admin: Any = None
+    admin: AdminServer | None = None
+    metrics_server: MetricsServer | None = None
+    alerter = make_alerter(cfg)
+    prom = Metrics() if cfg.metrics.enabled else None
     status_task: asyncio.Task[None] | None = None
     try:
+        if alerter is not None:
+            await alerter.start()
         if paper is not None:
             await paper.start()
             out.write(f"engine run: paper mode, embedded venue at {paper.server.base_url}\n")
         settings = to_adapter_settings(cfg, paper.endpoints() if paper is not None else None)
-        engine = TradingEngine(config=cfg, settings=settings, strategy=strategy, journal=_open_journal(cfg))
+        engine = TradingEngine(
+            config=cfg,
+            settings=settings,
+            strategy=strategy,
+            journal=_open_journal(cfg),
+            metrics=prom,
+            alerter=alerter,
+        )
+        if prom is not None:
+            metrics_server = MetricsServer(
+                prom, host=cfg.metrics.host, port=cfg.metrics.port, ready=engine.ready_reasons
+            )
+            try:
+                await metrics_server.start()
+            except OSError as exc:  # monitoring must not stop trading: said on stdout, logged, alerted
+                metrics_server = None
+                log.error("engine_metrics_unavailable error=%r", str(exc))
+                engine.alert("metrics_unavailable", str(exc))
+                out.write(f"metrics: not served: {exc}\n")
+            else:
+                out.write(f"metrics: {metrics_server.url}/metrics (health: /health, readiness: /ready)\n")
+            out.flush()
         await engine.start()
         if signals_seen:
             await engine.stop(reason=signals_seen[0])
-        admin = _admin_server(admin_socket, engine)
-        if admin is not None:
-            await admin.start()
-            out.write(f"admin socket: {admin_socket}\n")
-        else:
-            out.write(f"admin socket: {admin_socket} (not served: engine.admin is not installed)\n")
+        admin = AdminServer(
+            admin_socket,
+            engine,
+            secrets=secrets,
+            observe=prom.observe_admin_latency if prom is not None else None,
+        )
+        await admin.start()
+        out.write(f"admin socket: {admin_socket}\n")
         out.flush()
         status_task = asyncio.create_task(_status_lines(engine, out), name="engine-status")
         if duration_s is not None:
@@ -1588,6 +1762,10 @@ async def serve(
             await admin.close()
         if engine is not None and engine.state is not EngineState.STOPPED and not engine._stopped.is_set():
             await engine._teardown("fault: serve exiting")
+        if metrics_server is not None:
+            await metrics_server.close()
+        if alerter is not None:
+            await alerter.close()
         if paper is not None:
             await paper.close()
         for sig in (signal_mod.SIGINT, signal_mod.SIGTERM):
@@ -1633,15 +1811,17 @@ def run_engine(
     except ConfigError as exc:
         print(f"engine run: {exc}", file=sys.stderr)
         return 2
-    state_dir = Path(cfg.engine.state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=str(state_dir / "engine.log"),
-        level=cfg.engine.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     sock = resolve_admin_socket(admin_socket, cfg)
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(serve(cfg, admin_socket=sock, strategy=strategy, duration_s=duration_s, seed=seed))
+        return runner.run(
+            serve(
+                cfg,
+                admin_socket=sock,
+                strategy=strategy,
+                duration_s=duration_s,
+                seed=seed,
+                configure_logs=True,
+            )
+        )

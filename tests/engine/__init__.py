@@ -117,6 +117,7 @@ def write_config(
     lines += ["", "[[exchanges]]", 'name = "binance"', 'symbols = ["BTCUSDT", "ETHUSDT"]', ""]
     lines += ["[strategy]", 'name = "ema_cross"', "", "[risk]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in risk.items()]
+    lines += ["", "[metrics]", 'bind = "127.0.0.1:0"']  # a free port: engines in parallel never collide
     path.write_text("\n".join(lines) + "\n")
     return path
 
