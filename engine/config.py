@@ -28,8 +28,15 @@ The keys (DESIGN.md, "Config", is the contract; the extra ones are marked +)::
     hedge_mode = false             # + hedge (long/short) position mode on the venue
 
     [strategy]
-    name = "ema_cross"             # required
+    name = "ema_cross"             # required, unless [[strategies]] is given instead
     params = { fast = 12, slow = 26 }
+
+    [[strategies]]                 # + several strategies and symbols, each with its own allocation
+    name = "ema_cross"             #   (instead of [strategy]; both at once is an error)
+    params = { fast = 8 }
+    symbols = ["BTCUSDT"]          # required: "SYMBOL" (every venue listing it) or "venue:SYMBOL";
+                                   # each symbol belongs to at most one entry
+    allocation = "0.5"             # required: a decimal fraction of equity in (0, 1]; sum <= 1
 
     [risk]                         # validated by engine.risk.RiskLimits.from_mapping
 
@@ -63,6 +70,7 @@ import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -82,6 +90,7 @@ __all__ = [
     "MetricsSection",
     "Mode",
     "Secret",
+    "StrategyEntry",
     "StrategySection",
     "VenueEndpoints",
     "load_config",
@@ -171,6 +180,16 @@ class StrategySection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StrategyEntry:
+    """One ``[[strategies]]`` entry; ``symbols`` resolved to (venue, symbol) pairs of the exchanges."""
+
+    name: str
+    params: Mapping[str, Any]
+    symbols: tuple[tuple[Venue, str], ...]
+    allocation: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
 class MetricsSection:
     bind: str = "127.0.0.1:9108"
     enabled: bool = True
@@ -205,6 +224,9 @@ class AlertsSection:
 class EngineConfig:
     engine: EngineSection
     exchanges: tuple[ExchangeSection, ...]
+    #: With ``[[strategies]]``: ``name = "portfolio"`` and ``params = {"strategies": (...)}``, each entry
+    #: ``{name, params, symbols: ("venue:SYMBOL", ...), allocation: "0.5"}`` (what
+    #: ``engine.strategies.portfolio.StrategyPortfolio`` takes), so one strategy object drives them all.
     strategy: StrategySection
     #: The ``[risk]`` table as written (read-only). ``risk_limits`` is what
     #: ``engine.risk.RiskLimits.from_mapping`` made of it, or None when that class is not available (then
@@ -214,6 +236,8 @@ class EngineConfig:
     path: Path
     risk_limits: Any = field(default=None, compare=False)
     alerts: AlertsSection = field(default_factory=AlertsSection)
+    #: The ``[[strategies]]`` entries as written (empty with the single-strategy ``[strategy]`` form).
+    strategies: tuple[StrategyEntry, ...] = ()
 
     @property
     def mode(self) -> Mode:
@@ -330,16 +354,25 @@ class _Parser:
 
     # -- sections --
     def config(self, doc: dict[str, Any]) -> EngineConfig:
-        self.no_unknown(doc, ("engine", "exchanges", "strategy", "risk", "metrics", "alerts"), "")
+        self.no_unknown(
+            doc, ("engine", "exchanges", "strategy", "strategies", "risk", "metrics", "alerts"), ""
+        )
         if "engine" not in doc:
             raise self.err("engine", "missing required table [engine]")
         engine = self.engine(self.table(doc["engine"], "engine"))
         if "exchanges" not in doc:
             raise self.err("exchanges", "missing required [[exchanges]] (at least one venue)")
         exchanges = self.exchanges(doc["exchanges"], engine.mode)
-        if "strategy" not in doc:
-            raise self.err("strategy", "missing required table [strategy]")
-        strategy = self.strategy(self.table(doc["strategy"], "strategy"))
+        entries: tuple[StrategyEntry, ...] = ()
+        if "strategy" in doc and "strategies" in doc:
+            raise self.err("strategies", "give either [strategy] or [[strategies]], not both")
+        if "strategies" in doc:
+            entries = self.strategies(doc["strategies"], exchanges)
+            strategy = _portfolio_section(entries)
+        elif "strategy" in doc:
+            strategy = self.strategy(self.table(doc["strategy"], "strategy"))
+        else:
+            raise self.err("strategy", "missing required table [strategy] (or [[strategies]])")
         risk_raw = self.table(doc.get("risk", {}), "risk")
         risk, limits = self.risk(risk_raw)
         metrics = self.metrics(self.table(doc.get("metrics", {}), "metrics"))
@@ -353,6 +386,7 @@ class _Parser:
             path=self.path,
             risk_limits=limits,
             alerts=alerts,
+            strategies=entries,
         )
 
     def engine(self, tbl: dict[str, Any]) -> EngineSection:
@@ -548,6 +582,72 @@ class _Parser:
         params = self.table(tbl.get("params", {}), "strategy.params")
         return StrategySection(name=name, params=_freeze(params))
 
+    def strategies(self, raw: object, exchanges: Sequence[ExchangeSection]) -> tuple[StrategyEntry, ...]:
+        if not isinstance(raw, list) or not raw:
+            raise self.err("strategies", "must be a non-empty array of tables [[strategies]]")
+        available = [(ex.name, sym) for ex in exchanges for sym in ex.symbols]
+        owner: dict[tuple[Venue, str], int] = {}
+        total = Decimal(0)
+        out: list[StrategyEntry] = []
+        for i, item in enumerate(raw):
+            p = f"strategies[{i}]"
+            tbl = self.table(item, p)
+            self.no_unknown(tbl, ("name", "params", "symbols", "allocation"), p)
+            name = self.string(tbl, "name", p, required=True)
+            assert name is not None
+            if not _STRATEGY_NAME.match(name) or name == "portfolio":
+                raise self.err(f"{p}.name", f"not a strategy name: {name!r}")
+            params = self.table(tbl.get("params", {}), f"{p}.params")
+            if "symbols" not in tbl:
+                raise self.err(f"{p}.symbols", "missing required key")
+            syms = tbl["symbols"]
+            if not isinstance(syms, list) or not syms:
+                raise self.err(f"{p}.symbols", 'must be a non-empty array of "SYMBOL" or "venue:SYMBOL"')
+            pairs: list[tuple[Venue, str]] = []
+            for j, sym in enumerate(syms):
+                key = f"{p}.symbols[{j}]"
+                if not isinstance(sym, str):
+                    raise self.err(key, f"must be a string, not {_tname(sym)}")
+                venue_name, colon, bare = sym.rpartition(":")
+                if colon and venue_name not in {v.value for v in Venue}:
+                    raise self.err(key, f"unknown venue {venue_name!r} in {sym!r}")
+                found = [
+                    (v, s) for v, s in available if s == bare.upper() and (not colon or v.value == venue_name)
+                ]
+                if not found:
+                    raise self.err(key, f"{sym!r} is not a symbol of any [[exchanges]] entry")
+                for pair in found:
+                    if pair in pairs:
+                        raise self.err(key, f"{pair[0].value}:{pair[1]} is listed twice")
+                    if pair in owner:
+                        raise self.err(
+                            key,
+                            f"{pair[0].value}:{pair[1]} already belongs to strategies[{owner[pair]}] "
+                            "(a symbol's position is one-way: one strategy per symbol)",
+                        )
+                    owner[pair] = i
+                    pairs.append(pair)
+            if "allocation" not in tbl:
+                raise self.err(f"{p}.allocation", "missing required key (a decimal fraction of equity)")
+            alloc_raw = tbl["allocation"]
+            if isinstance(alloc_raw, bool) or not isinstance(alloc_raw, str | int | float):
+                raise self.err(
+                    f"{p}.allocation", f'must be a decimal string such as "0.5", not {_tname(alloc_raw)}'
+                )
+            try:
+                alloc = Decimal(repr(alloc_raw) if isinstance(alloc_raw, float) else alloc_raw)
+            except InvalidOperation:
+                raise self.err(f"{p}.allocation", f"not a decimal number: {alloc_raw!r}") from None
+            if not alloc.is_finite() or not 0 < alloc <= 1:
+                raise self.err(f"{p}.allocation", f"must be in (0, 1], got {alloc_raw!r}")
+            total += alloc
+            if total > 1:
+                raise self.err(f"{p}.allocation", f"the allocations add up to {total}, more than 1")
+            out.append(
+                StrategyEntry(name=name, params=_freeze(params), symbols=tuple(pairs), allocation=alloc)
+            )
+        return tuple(out)
+
     def risk(self, tbl: dict[str, Any]) -> tuple[Mapping[str, Any], Any]:
         for k, v in tbl.items():
             if isinstance(v, float) and not math.isfinite(v):
@@ -654,6 +754,26 @@ def _tname(v: object) -> str:
     if isinstance(v, dict):
         return "a table"
     return type(v).__name__
+
+
+def _portfolio_section(entries: Sequence[StrategyEntry]) -> StrategySection:
+    """``[[strategies]]`` as the single strategy ``portfolio`` (``engine.strategies.portfolio``)."""
+    return StrategySection(
+        name="portfolio",
+        params=_freeze(
+            {
+                "strategies": [
+                    {
+                        "name": e.name,
+                        "params": e.params,
+                        "symbols": [f"{v.value}:{s}" for v, s in e.symbols],
+                        "allocation": str(e.allocation),
+                    }
+                    for e in entries
+                ]
+            }
+        ),
+    )
 
 
 def _freeze(v: Any) -> Any:

@@ -6,6 +6,11 @@ market events, completed bars and its own fills, and every hook returns a (possi
 manager, which sizes it (when it has no ``qty``), clips or denies it. Strategies never see the adapters,
 the OMS or the journal; what they need to know about their position they learn from ``on_fill``.
 
+Strategies that read the local order book beyond the touch (depth imbalance, microprice) set
+``requires_books = True``; whoever drives them (the engine, the backtester) must call
+:meth:`Strategy.bind_books` with a lookup ``(venue, symbol) -> OrderBook`` before the first event. The
+lookup gives read access to the same book the ``BookUpdate`` describes, as of that update.
+
 Parameters come from the config's ``[strategy] params`` table; a strategy validates them in its
 constructor and raises :class:`StrategyParamError` naming the parameter (the engine turns that into a
 ``ConfigError`` naming ``strategy.params.<name>``).
@@ -26,6 +31,7 @@ from engine.types import BookUpdate, Fill, Signal, TradeTick, Venue
 __all__ = [
     "STRATEGIES",
     "Bar",
+    "BookSource",
     "Strategy",
     "StrategyParamError",
     "UnknownStrategy",
@@ -36,6 +42,10 @@ __all__ = [
 #: A completed bar, as ``engine.kernels.BarBuilder`` makes them (fields: open_time_ms, close_time_ms,
 #: open, high, low, close, volume, trades, vwap, quote_volume; prices as floats: indicator inputs).
 Bar = Any
+
+#: ``(venue, symbol) -> the driver's local OrderBook`` of that symbol (``engine.kernels.OrderBook`` API:
+#: ``imbalance(n)``, ``microprice()``, ``tick_size``, ``ticks_to_price``...), or None when it has none.
+BookSource = Callable[[Venue, str], Any]
 
 
 class StrategyParamError(ValueError):
@@ -64,10 +74,27 @@ class Strategy(ABC):  # noqa: B024 - every hook is optional; the ABC marks the i
 
     #: The registry name (the config's ``[strategy] name``).
     name: ClassVar[str] = ""
+    #: True when the strategy reads the books through :meth:`book` (the driver must call :meth:`bind_books`).
+    requires_books: bool = False
 
     def __init__(self, *, params: Mapping[str, Any], symbols: Sequence[tuple[Venue, str]]) -> None:
         self.params = dict(params)
         self.symbols: tuple[tuple[Venue, str], ...] = tuple(symbols)
+        self._book_source: BookSource | None = None
+
+    def bind_books(self, source: BookSource) -> None:
+        """Give the strategy read access to the driver's local books (see the module docstring)."""
+        self._book_source = source
+
+    def book(self, venue: Venue, symbol: str) -> Any:
+        """The local book of ``symbol``; raises RuntimeError when no book source was bound (a wiring
+        fault of the driver, not a market condition) and LookupError when the source has no such book."""
+        if self._book_source is None:
+            raise RuntimeError(f"strategy {self.name!r} reads order books but no book source was bound")
+        book = self._book_source(venue, symbol)
+        if book is None:
+            raise LookupError(f"no local book for {venue.value}:{symbol}")
+        return book
 
     def on_book(self, update: BookUpdate) -> list[Signal]:
         """The local book of ``update.symbol`` changed (the touch is on the update)."""
