@@ -1305,11 +1305,10 @@ class TradingEngine:
             for v, sym in self.symbols:
                 if v is not venue:
                     continue
-                if adapter is None or (v, sym) not in self._books:
+                health = self._books.get((v, sym))  # the engine's view: what the risk gate uses
+                if adapter is None or health is None:
                     reasons.append(f"{venue.value} {sym} book not synced yet")
-                    continue
-                health = adapter.book_health(sym)
-                if health is not BookHealth.LIVE:
+                elif health is not BookHealth.LIVE:
                     reasons.append(f"{venue.value} {sym} book {health.value}")
         return reasons
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.adapters.base import AdapterSettings
+from engine.alerts import Alerter
 from engine.config import load_config
 from engine.engine import TradingEngine
+from engine.metrics import Metrics
 from engine.strategies import Strategy
 from engine.types import Signal, Venue
 from engine.venue.exchange import Exchange
@@ -131,6 +133,8 @@ async def engine_on_venue(
     strategy: Strategy | None = None,
     journal: Any = None,
     usdt: Decimal = BALANCE,
+    metrics: Metrics | None = None,
+    alerter: Alerter | None = None,
 ) -> AsyncIterator[Harness]:
     clock = ShiftableClock()
     specs = default_instruments()
@@ -177,6 +181,8 @@ async def engine_on_venue(
             settings=[settings],
             strategy=strategy or Quiet(params={}, symbols=symbols),
             journal=journal,
+            metrics=metrics,
+            alerter=alerter,
         )
         await eng.start()
         try:
