@@ -82,6 +82,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     venue.add_argument("--seed", type=int, default=7, help="market generator seed (default 7)")
 
+    record = commands.add_parser(
+        "record",
+        help="record a venue's public market data (depth, trades, mark) to rotated zstd JSON-lines files",
+        description=(
+            "Record the public streams (depth diffs with their sequence ids, trades, mark price/tickers) "
+            "of some symbols, plus the REST snapshots that rebuild the books, to "
+            "DIR/{venue}-{YYYYmmddTHHMMSS}Z.jsonl.zst files rotated every --rotate-s seconds. "
+            "SIGINT/SIGTERM stop it cleanly (the last frame is flushed)."
+        ),
+    )
+    record.add_argument("--venue", required=True, choices=("binance", "bybit"))
+    record.add_argument("--symbols", required=True, metavar="SYM,SYM", help="e.g. BTCUSDT,ETHUSDT")
+    record.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    record.add_argument("--rest-url", metavar="URL", help="REST base URL (default: the real venue)")
+    record.add_argument(
+        "--ws-url",
+        metavar="URL",
+        help="WebSocket URL (Binance: the host, wss://fstream.binance.com; Bybit: the public linear URL)",
+    )
+    record.add_argument("--local", action="store_true", help="record from an embedded local venue")
+    record.add_argument("--seed", type=int, default=7, help="--local: the venue's market seed")
+    record.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    record.add_argument("--rotate-s", type=float, default=3600.0, metavar="S", help="rotate files every S s")
+    record.add_argument(
+        "--flush-s", type=float, default=1.0, metavar="S", help="write a complete zstd frame every S s"
+    )
+
     from engine.ctl import add_ctl_parser
 
     add_ctl_parser(commands)
@@ -105,6 +132,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_venue(
             host=args.host, port=args.port, config_path=args.config, accounts=args.account, seed=args.seed
+        )
+    if args.command == "record":
+        from engine.recorder import run_record
+
+        return run_record(
+            venue=args.venue,
+            symbols=args.symbols,
+            out=args.out,
+            rest_url=args.rest_url,
+            ws_url=args.ws_url,
+            duration_s=args.duration,
+            rotate_s=args.rotate_s,
+            flush_s=args.flush_s,
+            local=args.local,
+            seed=args.seed,
         )
     if args.command == "ctl":
         from engine.ctl import run_ctl

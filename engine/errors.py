@@ -10,7 +10,8 @@ Exceptions are for faults. A risk denial is a value with a reason, never an exce
     ├── InvalidTransition      an engine state change the state machine does not allow (from, to)
     ├── KernelUnavailable      the compiled kernels are not built and ENGINE_PUREPYTHON is not set
     ├── MarketDataError        market data that cannot be applied
-    │   └── MalformedMessage   an exchange message that cannot be parsed (counted and dropped)
+    │   ├── MalformedMessage   an exchange message that cannot be parsed (counted and dropped)
+    │   └── RecordingCorrupt   a recording file is truncated or corrupt (path, byte offset, reason)
     └── VenueError             a venue refused or failed a request (venue, code, message)
         ├── RateLimited        429 / Bybit 10006: back off until ``retry_after_s``
         │   └── Banned         418 / Bybit 403: no requests until ``until_ms``
@@ -43,6 +44,7 @@ __all__ = [
     "MarketDataError",
     "OrderRejected",
     "RateLimited",
+    "RecordingCorrupt",
     "RiskLimitError",
     "VenueError",
     "VenueUnavailable",
@@ -133,6 +135,16 @@ class MarketDataError(EngineError):
 
 class MalformedMessage(MarketDataError):
     """An exchange message that cannot be parsed; it is counted and dropped."""
+
+
+class RecordingCorrupt(MarketDataError):
+    """A market-data recording file is truncated or corrupt (names the file, byte offset and reason)."""
+
+    def __init__(self, *, path: str, offset: int, reason: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{path}: corrupt recording at byte {offset}: {reason}")
 
 
 class VenueError(EngineError):
