@@ -138,6 +138,8 @@ SUBSCRIBER_QUEUE: Final = 1_000
 _HOUSEKEEPING_S: Final = 0.25
 _PENDING_QUERY_AFTER_MS: Final = 3_000
 _LATENCY_SAMPLES: Final = 4_096
+#: A signal repeated within this many seconds is the same delivery (group + parent), not a second ask.
+_DUPLICATE_SIGNAL_S: Final = 0.5
 _ZERO: Final = Decimal(0)
 
 AdapterFactory = Callable[[AdapterSettings, EventSink], ExchangeAdapter]
@@ -1667,9 +1669,10 @@ async def serve(
 ) -> int:
     """``engine run``: the embedded venue (paper mode), the metrics endpoint, the alerter, the engine, the
     admin socket and the status line, until SIGINT/SIGTERM, ``stop`` on the admin socket, or
-    ``duration_s``. A second signal forces exit. ``configure_logs``: JSON-lines logging to
-    ``state_dir/engine.log`` redacting every secret (``run_engine`` sets it; in-process tests leave the
-    logging alone)."""
+    ``duration_s``. A second signal forces exit (the same signal again within 0.5 s is one delivery
+    reaching the process twice, e.g. from the process group and from ``make``/``timeout``).
+    ``configure_logs``: JSON-lines logging to ``state_dir/engine.log`` redacting every secret
+    (``run_engine`` sets it; in-process tests leave the logging alone)."""
     loop = asyncio.get_running_loop()
     paper = PaperVenue(seed=seed) if cfg.mode is Mode.PAPER else None
     secrets = run_secrets(cfg, paper)
@@ -1678,11 +1681,20 @@ async def serve(
             cfg.engine.log_level, Path(cfg.engine.state_dir) / "engine.log", secrets, stderr=False
         )
     signals_seen: list[str] = []
+    first_signal_at = [0.0]
     stoppers: list[asyncio.Future[JSON]] = []
     engine: TradingEngine | None = None
 
     def on_signal(name: str) -> None:
+        now = time.monotonic()
+        if signals_seen and signals_seen[0] == name and now - first_signal_at[0] < _DUPLICATE_SIGNAL_S:
+            # the same signal again at once: one delivery through two paths (the process group and a
+            # parent such as make or timeout passing it on), not an operator asking twice
+            log.warning("engine_signal_duplicate name=%s", name)
+            return
         signals_seen.append(name)
+        if len(signals_seen) == 1:
+            first_signal_at[0] = now
         if len(signals_seen) > 1:
             out.write(f"\nengine run: second {name}: forced exit\n")
             out.flush()
