@@ -575,6 +575,12 @@ class _Replayer:
             expected = last + 1 if (was_live and last is not None) else -1
             self.report.gaps.append(SequenceGap(ev.t_ms, expected, d["u"]))
 
+    @property
+    def rebuilt(self) -> bool:
+        """Bybit: live. Binance: live, or holding a snapshot no diff has yet followed (never a gap)."""
+        state = self.sync.state
+        return state == "live" or (self.binance and state == "syncing")
+
     def finish(self) -> SymbolContinuity:
         rep = self.report
         if self.binance:
@@ -583,7 +589,7 @@ class _Replayer:
         else:
             rep.applied = int(self.sync.applied)
             rep.stale = int(self.sync.stale)
-        rep.rebuilt = self.sync.state == "live"
+        rep.rebuilt = self.rebuilt
         rep.last_update_id = self.sync.last_update_id
         return rep
 
@@ -662,4 +668,4 @@ def rebuild_books(
     snapshot) is left out; :func:`verify` says why.
     """
     replayers, _, _, _ = _replay(paths, grids, tolerate_truncated_tail)
-    return _by_symbol({key: rp.book for key, rp in replayers.items() if rp.sync.state == "live"})
+    return _by_symbol({key: rp.book for key, rp in replayers.items() if rp.rebuilt})
