@@ -16,6 +16,7 @@ import pytest
 from engine.errors import RecordingCorrupt
 from engine.recorder import Recorder, RecorderConfig, RecorderStats
 from engine.recording import read_events, rebuild_books, verify
+from engine.venue import faults
 from engine.venue.server import VenueServer
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -31,7 +32,13 @@ async def _wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> No
 
 
 async def _record(
-    venue: str, out: Path, *, steps: int = 120, skip_at: int | None = None, rotate_s: float = 3600.0
+    venue: str,
+    out: Path,
+    *,
+    steps: int = 120,
+    skip_at: int | None = None,
+    drop_at: int | None = None,
+    rotate_s: float = 3600.0,
 ) -> tuple[RecorderStats, dict[str, tuple[int, list[tuple[object, object]], list[tuple[object, object]]]]]:
     """Record both symbols while the venue's market makes ``steps`` 100 ms steps (10x real time), then
     stop the market, let the recorder drain, stop it; returns its stats and the venue's final books."""
@@ -65,6 +72,11 @@ async def _record(
         for i in range(steps):
             if skip_at is not None and i == skip_at:
                 server.ctx.faults.ws_skip_seq = 1
+            if drop_at is not None and i == drop_at:
+                assert await faults.ws_registry(server.ctx).drop_all() >= 1
+                for _ in range(5):  # the market moves on while the recorder is away
+                    step()
+                await _wait_for(lambda: recorder.stats.reconnects >= 1, 10, "the reconnect")
             step()
             await asyncio.sleep(0.01)
         # the market has stopped: drain until the recorder has seen nothing new for 0.3 s
@@ -118,12 +130,29 @@ async def test_record_when_venue_skips_a_sequence_id_then_verify_reports_the_gap
     _assert_books_equal(tmp_path, final)
 
 
-async def test_record_when_rotating_then_every_file_rebuilds_its_books_alone(tmp_path: Path) -> None:
-    stats, final = await _record("binance", tmp_path, steps=80, rotate_s=0.4)
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_record_when_rotating_then_every_file_rebuilds_its_books_alone(
+    venue: str, tmp_path: Path
+) -> None:
+    stats, final = await _record(venue, tmp_path, steps=80, rotate_s=0.4)
     assert len(stats.files) >= 3
-    for path in stats.files[1:]:  # every rotated file starts with its own snapshots
+    for path in stats.files[1:]:  # every rotated file starts from its own snapshots
         report = verify([path])
+        assert set(report.symbols) == set(SYMBOLS)
         assert all(s.rebuilt and s.snapshots >= 1 for s in report.symbols.values()), (path, report.to_json())
+    _assert_books_equal(tmp_path, final)
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_record_when_connection_dropped_then_gap_line_reconnect_and_book_heals(
+    venue: str, tmp_path: Path
+) -> None:
+    stats, final = await _record(venue, tmp_path, steps=40, drop_at=10)
+    assert stats.reconnects >= 1
+    report = verify([tmp_path])
+    for sym in report.symbols.values():
+        assert "reconnect" in [g.reason for g in sym.recorded_gaps]
+        assert sym.rebuilt
     _assert_books_equal(tmp_path, final)
 
 
