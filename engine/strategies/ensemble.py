@@ -13,7 +13,9 @@ symbol where a stance changed, the score is
 
 (``confidence_i`` is the confidence of the member's last entry signal). Score >= ``threshold``: the
 ensemble goes long; score <= -``threshold``: it goes short (closing the other side first with a
-reduce-only market order; nothing when it already holds that side); in between: nothing. The entry's
+reduce-only market order; nothing when it already holds that side or already entered it and is waiting
+for the fill; a fill that leaves it flat, a stop-loss say, re-arms that side); in between: nothing.
+The entry's
 confidence is ``|score|``; its stop-loss and take-profit are ``stop_bps`` / ``take_profit_bps`` from the
 last trade price (``Decimal``), none before the first trade.
 
@@ -76,6 +78,7 @@ class _Sym:
     last_price: Decimal | None = None
     position: Decimal = _ZERO
     score: float = 0.0
+    direction: int = 0  # the side last entered (+1/-1), until the position is flat again
 
 
 @register
@@ -158,6 +161,8 @@ class Ensemble(Strategy):
         st = self._syms.get((fill.venue, fill.symbol))
         if st is not None:
             st.position += fill.qty * fill.side.sign
+            if st.position == 0:
+                st.direction = 0
         return []
 
     def score(self, venue: Venue, symbol: str) -> float:
@@ -210,8 +215,9 @@ class Ensemble(Strategy):
     def _go(self, key: tuple[Venue, str], st: _Sym, side: Side) -> list[Signal]:
         venue, symbol = key
         held = st.position * side.sign
-        if held > 0:
+        if held > 0 or st.direction == side.sign:
             return []
+        st.direction = side.sign
         why = f"vote {st.score:+.3f} (threshold {self.threshold:g})"
         out: list[Signal] = []
         if held < 0:

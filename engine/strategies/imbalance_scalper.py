@@ -102,7 +102,8 @@ class ImbalanceScalper(Strategy):
             return []
         tick: Decimal = book.tick_size
         # microprice - mid, in ticks (float: it decides, it never becomes a price)
-        edge = float(micro) / float(tick) - (bid + ask) / 2.0
+        # (rounded to 1e-9 tick: a microprice exactly at the mid must read as 0, not as float noise)
+        edge = round(float(micro) / float(tick) - (bid + ask) / 2.0, 9)
         out: list[Signal]
         if st.position > 0 and imb <= self.exit_imbalance:
             out = [self._close(update, st, f"imbalance {imb:.3f} <= {self.exit_imbalance:g}")]
