@@ -14,7 +14,8 @@ writes every frame, unmodified, through a :class:`~engine.recording.RecordingWri
   topics, so the new file starts from a fresh topic snapshot; after a break in ``u`` it
   re-subscribes too.
 
-Every reconnect, sequence break or non-JSON frame is written as a ``gap`` line. Connections are
+Every reconnect, sequence break or non-JSON frame is written as a ``gap`` line, and a fresh book
+snapshot follows every ``gap`` line (Binance: after the first diff of a new depth connection). Connections are
 re-opened with exponential backoff (0.5 s doubling to 10 s). ``run(stop)`` returns when ``stop`` is
 set; it then flushes and closes the current file.
 """
@@ -213,6 +214,8 @@ class Recorder:
                         self.stats.reconnects += 1
                         for symbol in self.config.symbols:
                             self._gap(symbol, "reconnect", stream=which)
+                            if which == "market":  # every gap line is followed by a snapshot
+                                self._resync(symbol)
                     first = False
                     if which == "depth":
                         self._last_u.clear()
@@ -248,11 +251,9 @@ class Recorder:
             u, pu = data.get("u"), data.get("pu")
             last = self._last_u.get(symbol)
             if last is not None and pu != last and isinstance(u, int) and u > last:
-                self.writer.write_raw(kind, symbol, raw)
-                self._gap(symbol, "sequence", expected_pu=last, pu=pu)
-                self._spawn(self._binance_snapshot(symbol), f"rec-snapshot-{symbol}")
-            else:
-                self.writer.write_raw(kind, symbol, raw)
+                self._gap(symbol, "sequence", expected_pu=last, pu=pu)  # the gap line, then the diff
+                self._resync(symbol)
+            self.writer.write_raw(kind, symbol, raw)
             if isinstance(u, int) and (last is None or u > last):
                 self._last_u[symbol] = u
             if symbol in self._need_snapshot:
@@ -275,6 +276,14 @@ class Recorder:
         text = raw[:200].decode("utf-8", "replace")
         for symbol in self.config.symbols:
             self._gap(symbol, "bad_frame", stream=stream, frame=text)
+            self._resync(symbol)
+
+    def _resync(self, symbol: str) -> None:
+        """After a gap line: a fresh book snapshot (Binance: REST; Bybit: re-subscribe the topic)."""
+        if self.config.venue == "binance":
+            self._spawn(self._binance_snapshot(symbol), f"rec-snapshot-{symbol}")
+        else:
+            self._spawn(self._bybit_resubscribe(symbol), f"rec-resubscribe-{symbol}")
 
     async def _get_json(self, url: str, params: dict[str, str]) -> bytes:
         assert self._session is not None
@@ -393,7 +402,7 @@ class Recorder:
                 last = self._last_u.get(symbol)
                 if last is not None and u != last + 1 and symbol not in self._resubscribing:
                     self._gap(symbol, "sequence", expected_u=last + 1, u=u)
-                    self._spawn(self._bybit_resubscribe(symbol), f"rec-resubscribe-{symbol}")
+                    self._resync(symbol)
                 self._last_u[symbol] = u
         elif head == "publicTrade":
             kind = "trade"

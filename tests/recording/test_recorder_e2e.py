@@ -37,6 +37,7 @@ async def _record(
     *,
     steps: int = 120,
     skip_at: int | None = None,
+    garbage_at: int | None = None,
     drop_at: int | None = None,
     rotate_s: float = 3600.0,
 ) -> tuple[RecorderStats, dict[str, tuple[int, list[tuple[object, object]], list[tuple[object, object]]]]]:
@@ -72,6 +73,8 @@ async def _record(
         for i in range(steps):
             if skip_at is not None and i == skip_at:
                 server.ctx.faults.ws_skip_seq = 1
+            if garbage_at is not None and i == garbage_at:
+                server.ctx.faults.ws_garbage = 1
             if drop_at is not None and i == drop_at:
                 assert await faults.ws_registry(server.ctx).drop_all() >= 1
                 for _ in range(5):  # the market moves on while the recorder is away
@@ -153,6 +156,19 @@ async def test_record_when_connection_dropped_then_gap_line_reconnect_and_book_h
     for sym in report.symbols.values():
         assert "reconnect" in [g.reason for g in sym.recorded_gaps]
         assert sym.rebuilt
+    _assert_books_equal(tmp_path, final)
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_record_when_venue_sends_a_truncated_frame_then_gap_line_and_book_heals(
+    venue: str, tmp_path: Path
+) -> None:
+    stats, final = await _record(venue, tmp_path, steps=40, garbage_at=10)
+    assert stats.bad_frames == 1
+    report = verify([tmp_path])
+    for sym in report.symbols.values():
+        assert [g.reason for g in sym.recorded_gaps] == ["bad_frame"]
+        assert sym.rebuilt and not sym.errors
     _assert_books_equal(tmp_path, final)
 
 
