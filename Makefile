@@ -42,6 +42,7 @@ bench-short: build
 	ENGINE_BENCH_SHORT=1 $(PY) -m pytest -q benchmarks --benchmark-only --benchmark-disable-gc \
 		--benchmark-json=$(BENCH_JSON) --benchmark-columns=median > bench-results/pytest.log || (cat bench-results/pytest.log; exit 1)
 	$(PY) -m benchmarks.report $(BENCH_JSON) --check
+	$(PY) -m benchmarks.latency --check bench-results/latency.json
 
 bench: build
 	@mkdir -p bench-results
@@ -49,6 +50,7 @@ bench: build
 		--benchmark-json=$(BENCH_JSON) \
 		--benchmark-columns=median > bench-results/pytest.log || (cat bench-results/pytest.log; exit 1)
 	$(PY) -m benchmarks.report $(BENCH_JSON) --check
+	$(PY) -m benchmarks.latency --check bench-results/latency.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine tests benchmarks setup.py
