@@ -37,7 +37,16 @@ loop every ``batch`` events, so the admin socket is served while market data flo
 sent from their own tasks (the journal intent is awaited, committed, before the adapter is called).
 
 **Recovery** on start happens in :meth:`TradingEngine._recover`, the single call site before any strategy
-sees a market event (issue 7 extends it with the journal's unfinished intents).
+sees a market event: :func:`engine.recovery.recover` (journal intents queried by client id first, then
+the venues reconciled); incomplete -> ``paused`` with the reason as ``state_reason``; the journal's
+emergency latch -> ``emergency_stopped``.
+
+**Observability**: ``metrics`` (:class:`engine.metrics.Metrics`) is fed at the state machine, the sink
+(events per stream, flushed by housekeeping), the book (receive -> applied latency), the send path
+(signal -> sent, sent -> ack, orders by outcome), risk denials, ``VenueStatus`` (resyncs, reconnects) and
+housekeeping (equity, PnL, exposure, rate-limit use); :meth:`TradingEngine.ready_reasons` is ``/ready``.
+``alerter`` (:class:`engine.alerts.Alerter`) gets state changes, risk trips, bans, disconnects and the
+engine's own alerts.
 """
 
 from __future__ import annotations
