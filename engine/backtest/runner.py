@@ -812,7 +812,7 @@ class Replay:
         msgs = self.data.messages
         nsteps = len(bounds) - 1
         rows, step_rows = self.data.decode()
-        loop_cls = getattr(self.k, "ReplayLoop", None)
+        loop_cls: Any = getattr(self.k, "ReplayLoop", None)
         if loop_cls is None:
             if not hasattr(self.books[0], "_apply_staged"):
                 log.warning("backtest_fast_path_unavailable reason=no_compiled_ReplayLoop using=slow_path")
@@ -825,7 +825,9 @@ class Replay:
                     if self.exchange is not None and t >= self.next_sample:
                         self.next_sample = self.on_sample(t)
                 return
-            from engine._pure.backtest import ReplayLoop as loop_cls
+            from engine._pure.backtest import ReplayLoop
+
+            loop_cls = ReplayLoop
         loop = loop_cls(
             books=self.books,
             bars=self.bars if self.bar_mode else None,
