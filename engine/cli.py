@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.ctl import add_ctl_parser
 
     add_ctl_parser(commands)
+
+    from engine.sweep import add_sweep_parser
+
+    add_sweep_parser(commands)
     return parser
 
 
@@ -171,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine.backtest.cli import run_backtest_command
 
         return run_backtest_command(args)
+    if args.command == "sweep":
+        from engine.sweep import run_sweep_command
+
+        return run_sweep_command(args)
     if args.command == "ctl":
         from engine.ctl import run_ctl
 
