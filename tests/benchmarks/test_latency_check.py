@@ -33,9 +33,9 @@ def test_fast_config_faster_and_no_stall_when_checked_then_passes() -> None:
     assert check(_data()) == []
 
 
-def test_fast_config_depth_p50_not_lower_when_checked_then_fails() -> None:
-    bad = check(_data(**{"uvloop+compiled": _cfg(1200, 60_000, 2000, 6000)}))
-    assert len(bad) == 1 and "depth p50" in bad[0]
+def test_fast_config_depth_p50_not_lower_but_cpu_lower_when_checked_then_passes() -> None:
+    # depth p50 at a steady low rate is scheduling noise on a shared machine: reported, not a bar
+    assert check(_data(**{"uvloop+compiled": _cfg(1200, 60_000, 2000, 6000)})) == []
 
 
 def test_fast_config_cpu_not_lower_when_checked_then_fails() -> None:
