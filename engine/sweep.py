@@ -5,7 +5,8 @@ The machinery is independent of what is evaluated: an *objective* is any picklab
 ``objective(params, data, seed) -> {metric: float}`` where ``params`` are the strategy's parameters (the
 config's ``[strategy] params`` overridden by the sweep's point), ``data`` a :class:`DataSlice` (a
 half-open range ``[start, stop)`` of event indices of a :class:`DataSource`) and ``seed`` the run's seed.
-``engine sweep`` uses :class:`BacktestObjective` (``engine.backtest.run_backtest`` on the slice).
+``engine sweep`` uses :class:`BacktestObjective` (``engine.backtest.run_backtest`` on the slice, the
+books as of the slice's start prepended as snapshots; the unit is a data message).
 
 Points:
 
@@ -59,6 +60,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "LOWER_IS_BETTER",
+    "BacktestObjective",
     "DataSlice",
     "DataSource",
     "Evaluation",
@@ -76,14 +78,16 @@ __all__ = [
     "grid_points",
     "parse_grid",
     "parse_space",
+    "prepare_backtest",
     "random_points",
     "run_sweep",
     "run_sweep_command",
+    "slice_market_data",
     "walk_forward_splits",
 ]
 
 #: Metrics where a smaller value is better; every other metric is maximised.
-LOWER_IS_BETTER: frozenset[str] = frozenset({"max_drawdown", "max_drawdown_duration_s", "fees"})
+LOWER_IS_BETTER: frozenset[str] = frozenset({"max_drawdown", "max_drawdown_duration_ms", "fees"})
 
 Scalar = int | float | bool | str
 Point = dict[str, Scalar]
@@ -684,4 +688,121 @@ def _points_from_args(args: argparse.Namespace) -> list[Point]:
 
 
 def _backtest_objective_factory() -> ObjectiveFactory:
-    raise SweepError("the backtester (engine.backtest.run_backtest) is not available in this build")
+    return prepare_backtest
+
+
+def _market_data(config: Any, source: DataSource) -> Any:
+    from engine.backtest import recorded_source, synthetic_source
+
+    if source.synthetic_seed is not None:
+        if source.events is None:
+            raise SweepError("--synthetic needs --events N")
+        return synthetic_source(config, seed=source.synthetic_seed, events=source.events)
+    assert source.path is not None
+    return recorded_source([source.path])
+
+
+def slice_market_data(md: Any, start: int, stop: int) -> Any:
+    """Messages ``[start, stop)`` of a ``MarketData``, each symbol's book as of ``start`` prepended as a
+    snapshot (so a slice replays from the book the whole run would have had there)."""
+    from decimal import Decimal
+
+    from engine.backtest.sources import DEPTH, SNAPSHOT, MarketData
+
+    books: dict[int, tuple[dict[str, str], dict[str, str]]] = {}
+    for _t, kind, sym, payload in md.messages[:start]:
+        if kind not in (DEPTH, SNAPSHOT):
+            continue
+        bids, asks = books.setdefault(sym, ({}, {}))
+        if kind == SNAPSHOT:
+            bids.clear()
+            asks.clear()
+        for side, levels in ((bids, payload[0]), (asks, payload[1])):
+            for px, qty in levels:
+                if Decimal(qty) == 0:
+                    side.pop(px, None)
+                else:
+                    side[px] = qty
+    body = md.messages[start:stop]
+    t0 = body[0][0]
+    head = [
+        (
+            t0,
+            SNAPSHOT,
+            sym,
+            (
+                sorted(bids.items(), key=lambda lv: Decimal(lv[0]), reverse=True),
+                sorted(asks.items(), key=lambda lv: Decimal(lv[0])),
+            ),
+        )
+        for sym, (bids, asks) in sorted(books.items())
+        if start > 0
+    ]
+    return MarketData(
+        symbols=md.symbols,
+        specs=md.specs,
+        messages=head + body,
+        description=f"{md.description} [{start}:{stop}]",
+        gaps=md.gaps,
+        start_prices=md.start_prices,
+    )
+
+
+#: Summary fields that describe the run rather than score it.
+_NOT_METRICS = frozenset({"events_per_s", "seed", "start_ms", "end_ms", "equity_interval_ms"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestObjective:
+    """``engine.backtest.run_backtest`` of the config with ``params`` on messages ``[start, stop)`` of the
+    data (the walk-forward unit is a data message: one depth update, snapshot or trade); every numeric
+    summary field is a metric."""
+
+    config_path: str
+
+    def __call__(self, params: Mapping[str, Any], data: DataSlice, seed: int) -> dict[str, float]:
+        import dataclasses
+        from types import MappingProxyType
+
+        from engine.backtest import run_backtest
+        from engine.config import StrategySection, load_config
+
+        cfg = load_config(self.config_path)
+        cfg = dataclasses.replace(
+            cfg, strategy=StrategySection(name=cfg.strategy.name, params=MappingProxyType(dict(params)))
+        )
+        md = slice_market_data(_market_data(cfg, data.source), data.start, data.stop)
+        summary = run_backtest(cfg, md, out_dir=None, seed=seed)
+        return {
+            k: float(v)
+            for k, v in summary.metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in _NOT_METRICS
+        }
+
+
+def prepare_backtest(*, config_path: str, source: DataSource) -> Prepared:
+    """The config's single ``[strategy]`` swept through the backtester."""
+    from engine.config import load_config
+    from engine.strategies import StrategyParamError, UnknownStrategy, create
+
+    cfg = load_config(config_path)
+    if cfg.strategies:
+        raise SweepError("sweeps take the single-strategy [strategy] form, not [[strategies]]")
+    md = _market_data(cfg, source)
+    symbols = [(ex.name, sym) for ex in cfg.exchanges for sym in ex.symbols]
+
+    def validate(params: Mapping[str, Any]) -> str | None:
+        try:
+            create(cfg.strategy.name, params=params, symbols=symbols)
+        except StrategyParamError as exc:
+            return f"{exc.param}: {exc.reason}"
+        except UnknownStrategy as exc:
+            return str(exc)
+        return None
+
+    return Prepared(
+        objective=BacktestObjective(config_path=str(cfg.path)),
+        base_params=dict(cfg.strategy.params),
+        n_events=len(md.messages),
+        validate=validate,
+    )

@@ -289,3 +289,39 @@ def test_command_when_random_without_space_then_exit_2(tmp_path: Path, capsys: A
     )
     assert run_sweep_command(args, objective_factory=toy_factory) == 2
     assert "--random needs --space" in capsys.readouterr().err
+
+
+def test_command_when_real_backtest_then_walk_forward_runs_end_to_end(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[engine]\nmode = "paper"\n[[exchanges]]\nname = "binance"\nsymbols = ["BTCUSDT"]\n'
+        '[strategy]\nname = "ema_cross"\nparams = { fast = 12, slow = 26 }\n'
+    )
+    from engine.cli import main
+
+    out = tmp_path / "out"
+    argv = [
+        "sweep",
+        "--config",
+        str(cfg),
+        "--synthetic",
+        "--seed",
+        "3",
+        "--events",
+        "4000",
+        "--grid",
+        "fast=5,30;slow=13",
+        "--walk-forward",
+        "2",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["skipped"] == [
+        {"params": {"fast": 30, "slow": 13}, "reason": "fast: must be below slow (13), got 30"}
+    ]
+    assert [f["best_params"] for f in data["folds"]] == [{"fast": 5, "slow": 13}] * 2
+    assert len(data["results"]) == 4 and all("trades" in r and "sharpe" in r for r in data["results"])
