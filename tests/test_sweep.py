@@ -324,4 +324,4 @@ def test_command_when_real_backtest_then_walk_forward_runs_end_to_end(tmp_path: 
         {"params": {"fast": 30, "slow": 13}, "reason": "fast: must be below slow (13), got 30"}
     ]
     assert [f["best_params"] for f in data["folds"]] == [{"fast": 5, "slow": 13}] * 2
-    assert len(data["results"]) == 4 and all("trades" in r and "sharpe" in r for r in data["results"])
+    assert [r["phase"] for r in data["results"]] == ["in_sample"] * 2 + ["out_of_sample"] * 2
