@@ -139,7 +139,9 @@ async def test_record_when_rotating_then_every_file_rebuilds_its_books_alone(
 ) -> None:
     stats, final = await _record(venue, tmp_path, steps=80, rotate_s=0.4)
     assert len(stats.files) >= 3
-    for path in stats.files[1:]:  # every rotated file starts from its own snapshots
+    # every rotated file starts from its own snapshots (the last one may have been opened as the
+    # recorder stopped, before its snapshots came: it is left out)
+    for path in stats.files[1:-1]:
         report = verify([path])
         assert set(report.symbols) == set(SYMBOLS)
         assert all(s.rebuilt and s.snapshots >= 1 for s in report.symbols.values()), (path, report.to_json())
