@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BENCH_JSON := bench-results/bench.json
 
-.PHONY: all venv build run test bench bench-short lint typecheck clean
+.PHONY: all venv build run test bench bench-short chaos soak lint typecheck clean
 
 all: build
 
@@ -51,6 +51,14 @@ bench: build
 		--benchmark-columns=median > bench-results/pytest.log || (cat bench-results/pytest.log; exit 1)
 	$(PY) -m benchmarks.report $(BENCH_JSON) --check
 	$(PY) -m benchmarks.latency --check bench-results/latency.json
+
+# Chaos scenarios against the local venue's fault injection, long version (CI runs the short one in `make test`).
+chaos: build
+	ENGINE_CHAOS_FULL=1 $(PY) -m pytest -q -s tests/chaos/test_chaos.py
+
+# Soak: 24 market hours at 100x (864 s; ENGINE_SOAK_S overrides); plot and summary in var/soak/.
+soak: build
+	$(PY) -m tools.soak --duration-s $${ENGINE_SOAK_S:-864} --out var/soak
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine tests benchmarks setup.py

@@ -96,7 +96,10 @@ class ChaosTrader(Strategy):
             return []
         self._last[trade.venue] = trade.ts_ms
         n = next(self._n.setdefault(trade.venue, itertools.count()))
-        if n % self.rest_every == self.rest_every - 1 and self._resting.get(trade.venue, 0) < self.max_resting:
+        if (
+            n % self.rest_every == self.rest_every - 1
+            and self._resting.get(trade.venue, 0) < self.max_resting
+        ):
             self._resting[trade.venue] = self._resting.get(trade.venue, 0) + 1
             price = (trade.price * D("0.98")).quantize(D("0.1"))
             return [
@@ -252,20 +255,34 @@ class VenueProc:
         self.starts += 1
         log = self.workdir / f"venue-{self.starts}.log"
         args = [
-            "--port", str(self.port), "--step-ms", str(self.step_ms), "--tick-ms", str(self.tick_ms),
-            "--orders-per-10s", str(self.orders_per_10s),
-            "--bybit-create-per-s", str(self.bybit_create_per_s),
-        ]  # fmt: skip
+            "--port",
+            str(self.port),
+            "--step-ms",
+            str(self.step_ms),
+            "--tick-ms",
+            str(self.tick_ms),
+            "--orders-per-10s",
+            str(self.orders_per_10s),
+            "--bybit-create-per-s",
+            str(self.bybit_create_per_s),
+        ]
         if self.funding_s:
             args += ["--funding-s", str(self.funding_s)]
         for key, secret in ACCOUNTS.values():
             args += ["--account", f"{key}:{secret}:100000"]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys, tests.chaos.support as s; sys.exit(s.venue_main(sys.argv[1:]))",
-                 *args],
-                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys, tests.chaos.support as s; sys.exit(s.venue_main(sys.argv[1:]))",
+                    *args,
+                ],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         await _wait_file(log, "chaos-venue: listening", self.proc, 30)
 
     def kill(self) -> None:
@@ -361,10 +378,19 @@ bind = "127.0.0.1:0"
             env[_ENV[v][0]], env[_ENV[v][1]] = ACCOUNTS[v]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys, tests.chaos.support as s; sys.exit(s.child_main(sys.argv[1:]))",
-                 "run", "--config", str(cfg)],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys, tests.chaos.support as s; sys.exit(s.child_main(sys.argv[1:]))",
+                    "run",
+                    "--config",
+                    str(cfg),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         await _wait_file(self.log, "admin socket:", self.proc, 60)
 
     def alive(self) -> bool:
@@ -467,7 +493,10 @@ async def book_diff(engine: EngineProc, port: int, venue: Venue, symbol: str, n:
         if before == after == mine:
             return None
         if before == after:
-            last = f"{venue.value} {symbol}: engine {mine[0][:3]}/{mine[1][:3]} venue {before[0][:3]}/{before[1][:3]}"
+            last = (
+                f"{venue.value} {symbol}: engine {mine[0][:3]}/{mine[1][:3]} "
+                f"venue {before[0][:3]}/{before[1][:3]}"
+            )
         await asyncio.sleep(0.02)
     return last
 
@@ -525,7 +554,9 @@ class CheckReport:
     positions: dict[str, list[tuple[str, str]]]
 
 
-async def check_state(engine: EngineProc, port: int, venues: Sequence[Venue], *, resume: bool = True) -> CheckReport:
+async def check_state(
+    engine: EngineProc, port: int, venues: Sequence[Venue], *, resume: bool = True
+) -> CheckReport:
     """Pause the engine (entries stop), let in-flight orders finish, then assert the engine answers
     ``status``, its open orders and positions equal the venue's per venue, no client id is open twice
     on the venue, and every book equals the venue's. Resumes afterwards when it was running."""
@@ -551,7 +582,9 @@ async def _compare(engine: EngineProc, port: int, venues: Sequence[Venue], settl
     await asyncio.sleep(0.5)  # the last fills' stream events
     eng_orders = await admin(engine.sock, "orders")
     eng_positions = await admin(engine.sock, "positions")
-    report = CheckReport(state=(await admin(engine.sock, "status"))["state"], engine_open_orders=0, positions={})
+    report = CheckReport(
+        state=(await admin(engine.sock, "status"))["state"], engine_open_orders=0, positions={}
+    )
     for venue in venues:
         venue_ids, venue_pos = await venue_orders_positions(port, venue)
         assert len(venue_ids) == len(set(venue_ids)), f"{venue.value}: a client order id twice: {venue_ids}"
@@ -564,7 +597,9 @@ async def _compare(engine: EngineProc, port: int, venues: Sequence[Venue], settl
             f"{venue.value} open orders: engine only {sorted(eng_open - set(venue_ids))}, "
             f"venue only {sorted(set(venue_ids) - eng_open)}"
         )
-        eng_pos = {(p["symbol"], D(p["qty"])) for p in eng_positions if p["venue"] == venue.value and D(p["qty"])}
+        eng_pos = {
+            (p["symbol"], D(p["qty"])) for p in eng_positions if p["venue"] == venue.value and D(p["qty"])
+        }
         assert eng_pos == venue_pos, f"{venue.value} positions: engine {eng_pos} venue {venue_pos}"
         report.engine_open_orders += len(eng_open)
         report.positions[venue.value] = sorted((s, str(q)) for s, q in eng_pos)

@@ -193,7 +193,9 @@ async def test_429_burst_then_engine_backs_off_and_recovers(rig: Rig) -> None:
     from engine.venue.bybit.auth import rest_signature
 
     port = rig.venue.port
-    refused_before = sum(v for k, v in (await metrics_of(rig.engine))["orders_by_outcome"].items() if "Rate" in k)
+    refused_before = sum(
+        v for k, v in (await metrics_of(rig.engine))["orders_by_outcome"].items() if "Rate" in k
+    )
     bn_key, bn_secret = ACCOUNTS[Venue.BINANCE]
     by_key, by_secret = ACCOUNTS[Venue.BYBIT]
     limited = 0
@@ -205,9 +207,16 @@ async def test_429_burst_then_engine_backs_off_and_recovers(rig: Rig) -> None:
             ts = str(time.time_ns() // 1_000_000)
             body = _binance_signed(
                 bn_secret,
-                {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.0001",
-                 "price": "1000", "timeInForce": "GTC", "timestamp": ts},
-            )  # fmt: skip
+                {
+                    "symbol": "BTCUSDT",
+                    "side": "BUY",
+                    "type": "LIMIT",
+                    "quantity": "0.0001",
+                    "price": "1000",
+                    "timeInForce": "GTC",
+                    "timestamp": ts,
+                },
+            )
             async with s.post(
                 f"http://127.0.0.1:{port}/fapi/v1/order?{body}", headers={"X-MBX-APIKEY": bn_key}
             ) as r:
@@ -216,20 +225,27 @@ async def test_429_burst_then_engine_backs_off_and_recovers(rig: Rig) -> None:
                 b'{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit",'
                 b'"qty":"0.0001","price":"1000"}'
             )
-            sign = rest_signature(by_secret, timestamp=ts, api_key=by_key, recv_window="5000", payload=payload)
+            sign = rest_signature(
+                by_secret, timestamp=ts, api_key=by_key, recv_window="5000", payload=payload
+            )
             async with s.post(
                 f"http://127.0.0.1:{port}/v5/order/create",
                 data=payload,
                 headers={
-                    "X-BAPI-API-KEY": by_key, "X-BAPI-TIMESTAMP": ts, "X-BAPI-RECV-WINDOW": "5000",
-                    "X-BAPI-SIGN": sign, "Content-Type": "application/json",
+                    "X-BAPI-API-KEY": by_key,
+                    "X-BAPI-TIMESTAMP": ts,
+                    "X-BAPI-RECV-WINDOW": "5000",
+                    "X-BAPI-SIGN": sign,
+                    "Content-Type": "application/json",
                 },
             ) as r:
                 limited += (await r.json()).get("retCode") == 10006
             await asyncio.sleep(0.005)
     assert limited > 10, f"the burst met no rate limit ({limited})"
     m = await metrics_of(rig.engine)
-    backoffs = sum(a.get("ratelimit_backoffs", 0) + a.get("ratelimit_waits", 0) for a in m["adapters"].values())
+    backoffs = sum(
+        a.get("ratelimit_backoffs", 0) + a.get("ratelimit_waits", 0) for a in m["adapters"].values()
+    )
     refused = sum(v for k, v in m["orders_by_outcome"].items() if "Rate" in k) - refused_before
     assert backoffs + refused > 0, f"the engine never met the limits: {m['orders_by_outcome']}"
     await rig.trading(timeout=30)  # the 10 s order window (Binance) and 1 s windows (Bybit) pass
@@ -259,7 +275,8 @@ async def test_listen_key_expiry_then_renewed_and_fills_still_arrive(rig: Rig) -
     async def renewed() -> bool:
         s = await rig.stats(Venue.BINANCE)
         return bool(
-            s["listen_key_expired"] > before["listen_key_expired"] and s["listen_keys"] > before["listen_keys"]
+            s["listen_key_expired"] > before["listen_key_expired"]
+            and s["listen_keys"] > before["listen_keys"]
         )
 
     await eventually(renewed, 20, "listenKeyExpired seen and a new listen key created")
