@@ -25,7 +25,7 @@ from engine.errors import KernelUnavailable
 Kind = Literal["compiled", "pure"]
 
 #: Kernel modules, by name; each exists as ``engine._ext.<name>`` and ``engine._pure.<name>``.
-MODULES: tuple[str, ...] = ("book", "booksync", "indicators", "bars", "risk", "tickpath")
+MODULES: tuple[str, ...] = ("book", "booksync", "indicators", "bars", "risk", "tickpath", "backtest")
 
 IMPLEMENTATION: Kind = "pure" if os.environ.get("ENGINE_PUREPYTHON") == "1" else "compiled"
 

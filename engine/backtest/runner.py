@@ -812,22 +812,7 @@ class Replay:
         msgs = self.data.messages
         nsteps = len(bounds) - 1
         rows, step_rows = self.data.decode()
-        loop_cls: Any = getattr(self.k, "ReplayLoop", None)
-        if loop_cls is None:
-            if not hasattr(self.books[0], "_apply_staged"):
-                log.warning("backtest_fast_path_unavailable reason=no_compiled_ReplayLoop using=slow_path")
-                self.fast = False
-                for k in range(nsteps):
-                    lo, hi = bounds[k], bounds[k + 1]
-                    t = msgs[lo][0]
-                    self.slow_step(lo, hi)
-                    self.end_step(t, full=False)
-                    if self.exchange is not None and t >= self.next_sample:
-                        self.next_sample = self.on_sample(t)
-                return
-            from engine._pure.backtest import ReplayLoop
-
-            loop_cls = ReplayLoop
+        loop_cls: Any = self.k.ReplayLoop
         loop = loop_cls(
             books=self.books,
             bars=self.bars if self.bar_mode else None,
@@ -848,6 +833,9 @@ class Replay:
                 continue
             k = loop.run(rows, step_rows, k, nsteps, self.lo, self.hi, self.next_time(), self.next_sample)
             self.next_sample = loop.next_sample
+            for sym, last in enumerate(loop.last_trades()):
+                if last is not None:
+                    self.last_trade_t[sym], self.last_trade_px[sym] = last
             t = int(rows["t"][step_rows[k - 1]])
             self.syncs += 1
             self.end_step(t, full=True)
