@@ -273,6 +273,9 @@ class TradingEngine:
         self.strategy = strategy or create(
             config.strategy.name, params=config.strategy.params, symbols=self.symbols
         )
+        if self.strategy.requires_books:
+            # the adapters exist once start() made them; a read before that finds no book (None)
+            self.strategy.bind_books(self._book_for)
         self.journal = journal
         #: Prometheus metrics fed by the engine (``MetricsServer`` serves them), and operator alerts.
         self.prom = metrics
@@ -339,6 +342,11 @@ class TradingEngine:
         self._rate_t = time.monotonic()
         self._rate_events = 0
         self.events_per_s = 0.0
+
+    def _book_for(self, venue: Venue, symbol: str) -> Any:
+        """The strategies' book source: the venue adapter's local book, None without that adapter."""
+        adapter = self.adapters.get(venue)
+        return adapter.book(symbol) if adapter is not None else None
 
     # ================================================================ state machine
 
