@@ -150,6 +150,7 @@ _LATENCY_SAMPLES: Final = 4_096
 #: A signal repeated within this many seconds is the same delivery (group + parent), not a second ask.
 _DUPLICATE_SIGNAL_S: Final = 0.5
 _ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
 
 AdapterFactory = Callable[[AdapterSettings, EventSink], ExchangeAdapter]
 
@@ -873,7 +874,9 @@ class TradingEngine:
         elif (j := self._j) is not None and not j.healthy and not sig.reduce_only:
             decision = Denied(reason="journal_unhealthy", detail="the journal cannot record: entries paused")
         else:
-            decision = self.risk_manager.check_signal(sig, now_ms=now)
+            # a portfolio entry's signal (AllocatedSignal) is sized against its share of the equity
+            allocation = getattr(sig, "allocation", _ONE)
+            decision = self.risk_manager.check_signal(sig, now_ms=now, allocation=allocation)
         if isinstance(decision, Denied):
             self._denied(decision, _signal_dict(sig))
             return SendResult(decision=decision)

@@ -81,6 +81,7 @@ SIZING_MODES: Final = ("fixed_fractional", "atr", "kelly")
 
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
+_ONE = Decimal(1)
 _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
 _MAX_INT_LIMIT = 10**9
@@ -641,9 +642,16 @@ class UnifiedRiskManager:
             s, request.side, request.qty, price, stop_loss, take_profit, flags, now_ms, sized=False
         )
 
-    def check_signal(self, signal: Signal, *, now_ms: int, atr: Decimal | None = None) -> Decision:
+    def check_signal(
+        self,
+        signal: Signal,
+        *,
+        now_ms: int,
+        atr: Decimal | None = None,
+        allocation: Decimal = _ONE,
+    ) -> Decision:
         """Decide a strategy's signal; one without ``qty`` is sized by the configured rule first (``atr``
-        for the ATR rule)."""
+        for the ATR rule; ``allocation``: the signal's strategy's fraction of equity, see :meth:`size`)."""
         s = self._sym(signal.venue, signal.symbol)
         if s is None:
             return _unknown(signal.venue, signal.symbol)
@@ -654,7 +662,12 @@ class UnifiedRiskManager:
         sized = qty is None
         if qty is None:
             sized_qty = self.size(
-                signal.venue, signal.symbol, entry=price, stop=signal.stop_loss, atr=atr
+                signal.venue,
+                signal.symbol,
+                entry=price,
+                stop=signal.stop_loss,
+                atr=atr,
+                allocation=allocation,
             )
             if isinstance(sized_qty, Denied):
                 return sized_qty
@@ -746,8 +759,12 @@ class UnifiedRiskManager:
         atr: Decimal | None = None,
         win_rate: Decimal | None = None,
         payoff: Decimal | None = None,
+        allocation: Decimal = _ONE,
     ) -> Decimal | Denied:
         """A position size by the configured rule, rounded down to the lot step.
+
+        ``allocation`` (in (0, 1]) is the share of equity the signal's strategy owns (a portfolio
+        entry's): every rule sizes against ``equity x allocation`` instead of the whole equity.
 
         - ``fixed_fractional``: risk ``risk_fraction x equity``; with a stop, qty = that / |entry - stop|;
           without one, it is the notional (qty = that / entry).
@@ -758,6 +775,8 @@ class UnifiedRiskManager:
         ``entry`` defaults to the reference price. Below the instrument's min qty:
         ``Denied("size_below_minimum")``; missing inputs: ``Denied("sizing_unavailable")``.
         """
+        if not _ZERO < allocation <= _ONE:
+            raise ValueError(f"allocation must be in (0, 1], got {allocation}")
         s = self._sym(venue, symbol)
         if s is None:
             return _unknown(venue, symbol)
@@ -776,7 +795,7 @@ class UnifiedRiskManager:
             if isinstance(f, Denied):
                 return f
             fraction = min(f, rule.kelly_cap)
-        budget = equity * fraction
+        budget = equity * allocation * fraction
         if rule.mode == "atr":
             if atr is None or atr <= 0:
                 return Denied(reason="sizing_unavailable", detail="ATR sizing needs a positive ATR")

@@ -309,6 +309,30 @@ def test_size_when_kelly_from_closed_trades_then_uses_their_stats(impl: SimpleNa
     assert m.size(Venue.BINANCE, "BTCUSDT", stop=D("64000")) == D("4.000")
 
 
+def test_size_when_allocation_given_then_budget_is_that_share_of_equity(impl: SimpleNamespace) -> None:
+    m = manager(impl, sizing=Sizing(mode="fixed_fractional", risk_fraction=D("0.01")))
+    # 1% of (10000 x 0.25) = 25 USDT at risk over a 1000 USDT stop: 0.025 BTC (0.1 with the whole equity)
+    assert m.size(Venue.BINANCE, "BTCUSDT", stop=D("64000"), allocation=D("0.25")) == D("0.025")
+    assert m.size(Venue.BINANCE, "BTCUSDT", stop=D("64000"), allocation=D("1")) == D("0.100")
+    atr = manager(impl, sizing=Sizing(mode="atr", risk_fraction=D("0.01"), atr_multiple=D("2")))
+    assert atr.size(Venue.BINANCE, "BTCUSDT", atr=D("500"), allocation=D("0.5")) == D("0.050")
+    kelly = manager(impl, sizing=Sizing(mode="kelly", kelly_cap=D("0.25")))
+    assert kelly.size(
+        Venue.BINANCE, "BTCUSDT", stop=D("64000"), win_rate=D("0.6"), payoff=D("2"), allocation=D("0.4")
+    ) == D("1.000")
+    d = m.check_signal(buy(None, stop_loss=D("64300")), now_ms=NOW, allocation=D("0.5"))  # 50 / 700
+    assert isinstance(d, Approved) and d.qty == D("0.071") and d.sized
+    fixed = m.check_signal(buy("0.01"), now_ms=NOW, allocation=D("0.5"))  # a given qty is not resized
+    assert isinstance(fixed, Approved) and fixed.qty == D("0.01")
+
+
+def test_size_when_allocation_outside_zero_one_then_value_error(impl: SimpleNamespace) -> None:
+    m = manager(impl)
+    for bad in ("0", "-0.1", "1.5"):
+        with pytest.raises(ValueError, match="allocation"):
+            m.size(Venue.BINANCE, "BTCUSDT", allocation=D(bad))
+
+
 def test_size_when_below_min_qty_then_size_below_minimum(impl: SimpleNamespace) -> None:
     m = manager(impl, equity="100", sizing=Sizing(risk_fraction=D("0.01")))
     assert m.size(Venue.BYBIT, "ETHUSDT", stop=D("2990")) == D("0.10")  # 1 USDT over 10
