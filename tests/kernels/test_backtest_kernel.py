@@ -81,7 +81,8 @@ def _replay(
     loop = ns.ReplayLoop(books=books, bars=builders, handler=h, want_trades=want_trades, want_book=want_book)
     nsteps = len(_STEPS) - 1
     lo, hi = [-BIG] * len(books), [BIG] * len(books)
-    k, next_time, next_sample, log = 0, int(_ROWS["t"][0]) + 2500, 0, []
+    k, next_time, next_sample = 0, int(_ROWS["t"][0]) + 2500, 0
+    log: list[tuple[Any, ...]] = []
     while k < nsteps:
         k = loop.run(_ROWS, _STEPS, k, nsteps, lo, hi, next_time, next_sample)
         t = int(_ROWS["t"][_STEPS[k - 1]])
@@ -134,7 +135,10 @@ def test_when_bars_mode_without_want_trades_then_handler_never_sees_trades_but_l
     assert (int(trade_rows["t"][-1]), int(trade_rows["px"][-1])) in stops[-1][3]
 
 
-def _rows(spec: list[tuple[int, int, int, int, int, int]]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+Arrays = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+
+def _rows(spec: list[tuple[int, int, int, int, int, int]]) -> Arrays:
     rows = np.array(spec, dtype=[(n, "<i8") for n in ("t", "px", "qty", "sym", "kind", "end")]).astype(
         EVENT_DTYPE
     )
