@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from decimal import Decimal
+
+import aiohttp
+import pytest
 
 from engine.adapters.binance.constants import rate_limits
 from engine.errors import RateLimited
 from engine.types import OrderStatus, OrderType, OrderUpdate, Side, TriggerBy, Venue
-from engine.venue.server import VenueServer
+from engine.venue.ratelimit import BinanceLimits
+from engine.venue.server import VenueConfig, VenueServer
 from tests.adapters.conftest import AdapterFactory
 from tests.adapters.test_adapter_contract import eventually, request, venue_open_orders
 
@@ -88,3 +93,26 @@ async def test_stop_market_when_placed_then_algo_order_listed_and_cancelled(
     assert [o.client_order_id for o in await adapter.open_orders("BTCUSDT")] == [req.client_order_id]
     cancelled = await adapter.cancel_order("BTCUSDT", client_order_id=req.client_order_id)
     assert cancelled.status is OrderStatus.CANCELED and venue_open_orders(venue) == []
+
+
+_HIGH_LIMITS = BinanceLimits(weight_per_minute=1_000_000, orders_per_10s=100_000, orders_per_minute=1_000_000)
+
+
+@pytest.mark.parametrize("venue", [{"config": VenueConfig(rate_limits=_HIGH_LIMITS)}], indirect=True)
+async def test_connect_when_venue_weight_already_used_then_exchange_info_limits_first_and_no_stall(
+    adapter_factory: AdapterFactory, venue: VenueServer
+) -> None:
+    # earlier start-ups of the same IP used 2200 weight this minute: past 80% of the default 2400, far
+    # below the 1,000,000 this venue announces in exchangeInfo
+    async with aiohttp.ClientSession() as http:
+        for _ in range(110):
+            async with http.get(f"{venue.base_url}/fapi/v1/depth?symbol=BTCUSDT&limit=1000") as resp:
+                assert resp.status == 200
+                used = int(resp.headers["X-MBX-USED-WEIGHT-1M"])
+    assert used >= 2_200
+    t0 = time.monotonic()
+    async with asyncio.timeout(15):
+        adapter, _ = await adapter_factory(B)
+    assert time.monotonic() - t0 < 10
+    assert adapter.limiter.waits == 0  # the clock sync did not wait for the next minute
+    assert adapter.limiter.rules.cost("GET /fapi/v1/time")  # (the time requests are rate limited)

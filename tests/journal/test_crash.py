@@ -137,22 +137,11 @@ VENUE_LIMITS: Mapping[str, int] = {
 
 
 def child_main(argv: Sequence[str]) -> int:
-    """The engine process: ``engine`` with this module's strategy registered.
-
-    Test-only: the Binance adapter's limiter starts from the limits this test's venue announces
-    (``VENUE_LIMITS``) instead of the production default (2400 weight a minute). The adapter adopts the
-    venue's limits from exchangeInfo anyway, but its clock sync (several ``GET /fapi/v1/time``) runs
-    *before* exchangeInfo, under the default limit, while the venue's ``X-MBX-USED-WEIGHT-1M`` header
-    already counts every earlier start-up of this loop: past 80% of 2400 the second time request waits
-    for the next minute (the ~50 s stall). Seeding the limiter with the venue's numbers is what the
-    adapter would do if it read exchangeInfo first; production defaults are unchanged."""
-    import functools
-
-    import engine.adapters.binance.adapter as binance_adapter
-    from engine.adapters.binance.constants import rate_limits
+    """The engine process: ``engine`` with this module's strategy registered. The Binance adapter reads
+    exchangeInfo (unsigned) before anything else and runs on the limits this test's venue announces
+    (``VENUE_LIMITS``) from its first request on."""
     from engine.cli import main
 
-    binance_adapter.rate_limits = functools.partial(rate_limits, **VENUE_LIMITS)  # type: ignore[assignment]
     return main(list(argv))
 
 

@@ -126,6 +126,7 @@ class BinanceAdapter(ExchangeAdapter):
         )
         self.rest.clock = self.clock
         self._instruments: dict[str, Instrument] = {}
+        self._info: dict[str, Any] | None = None  # the last exchangeInfo
         self._books: dict[str, BookManager] = {}
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,6 +162,10 @@ class BinanceAdapter(ExchangeAdapter):
     async def connect(self) -> None:
         self._closed = False
         await self.rest.open()
+        # exchangeInfo first (unsigned, needs no clock): its rateLimits replace the limiter's defaults
+        # before anything else is spent, so the clock sync below already runs on the venue's budget (a
+        # usage header counting earlier start-ups would otherwise stall it under the default 2400/min)
+        await self._exchange_info()
         await self.clock.sync()
         self.clock.start()
         await self.instruments()
@@ -266,15 +271,23 @@ class BinanceAdapter(ExchangeAdapter):
     async def instruments(self) -> dict[str, Instrument]:
         if self._instruments:
             return dict(self._instruments)
-        info = await self.rest.call("GET /fapi/v1/exchangeInfo", self.rest.client.futures_exchange_info)
+        info = self._info if self._info is not None else await self._exchange_info()
         brackets = await self.rest.call(
             "GET /fapi/v1/leverageBracket", self.rest.client.futures_leverage_bracket
         )
         if isinstance(brackets, dict):
             brackets = [brackets]
-        self._apply_rate_limits(info.get("rateLimits") or [])
         self._instruments = parsing.instruments(info, parsing.max_leverages(brackets))
         return dict(self._instruments)
+
+    async def _exchange_info(self) -> dict[str, Any]:
+        """``GET /fapi/v1/exchangeInfo`` (unsigned); its ``rateLimits`` are applied to the limiter."""
+        info: dict[str, Any] = await self.rest.call(
+            "GET /fapi/v1/exchangeInfo", self.rest.client.futures_exchange_info
+        )
+        self._apply_rate_limits(info.get("rateLimits") or [])
+        self._info = info
+        return info
 
     def _apply_rate_limits(self, limits: Iterable[dict[str, Any]]) -> None:
         seconds = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
