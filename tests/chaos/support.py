@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import itertools
 import os
 import signal
@@ -24,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,7 +36,6 @@ from typing import Any
 import aiohttp
 import orjson
 
-from engine.adapters.base import AdapterSettings, ExchangeAdapter
 from engine.strategies.base import Strategy, register
 from engine.types import OrderType, Side, Signal, TradeTick, Venue
 
@@ -44,7 +46,9 @@ __all__ = [
     "EngineProc",
     "VenueProc",
     "admin",
+    "binance_signed",
     "book_diff",
+    "bybit_headers",
     "check_state",
     "child_main",
     "control",
@@ -501,36 +505,63 @@ async def book_diff(engine: EngineProc, port: int, venue: Venue, symbol: str, n:
     return last
 
 
-def _settings(port: int, venue: Venue) -> AdapterSettings:
-    key, secret = ACCOUNTS[venue]
-    public, private = {
-        Venue.BINANCE: (f"ws://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"),
-        Venue.BYBIT: (f"ws://127.0.0.1:{port}/v5/public/linear", f"ws://127.0.0.1:{port}/v5/private"),
-    }[venue]
-    return AdapterSettings(
-        venue=venue,
-        rest_url=f"http://127.0.0.1:{port}",
-        ws_public_url=public,
-        ws_private_url=private,
-        api_key=key,
-        api_secret=secret,
-        symbols=("BTCUSDT",),
-    )
+def binance_signed(secret: str, params: Mapping[str, str]) -> str:
+    """A signed Binance query string (HMAC-SHA256 of the query, as python-binance sends it)."""
+    query = urllib.parse.urlencode(dict(params))
+    sig = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+    return f"{query}&signature={sig}"
+
+
+def bybit_headers(key: str, secret: str, payload: bytes) -> dict[str, str]:
+    """Bybit v5 signed-request headers for ``payload`` (the query string of a GET, the body of a POST)."""
+    from engine.venue.bybit.auth import rest_signature
+
+    ts = str(time.time_ns() // 1_000_000)
+    sign = rest_signature(secret, timestamp=ts, api_key=key, recv_window="5000", payload=payload)
+    return {
+        "X-BAPI-API-KEY": key,
+        "X-BAPI-TIMESTAMP": ts,
+        "X-BAPI-RECV-WINDOW": "5000",
+        "X-BAPI-SIGN": sign,
+        "Content-Type": "application/json",
+    }
 
 
 async def venue_orders_positions(port: int, venue: Venue) -> tuple[list[str], set[tuple[str, Decimal]]]:
-    """The venue's open client order ids (with repeats) and non-zero positions of the venue's account,
-    read through a fresh adapter (connected, read, closed)."""
-    from engine.engine import default_adapter_factory
+    """The venue's open client order ids (with repeats) and non-zero positions (symbol, signed qty) of
+    the venue's account, through signed REST reads only (a full adapter would open, then close, the
+    account's one listen key -- the engine's)."""
+    key, secret = ACCOUNTS[venue]
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        if venue is Venue.BINANCE:
+            hdr = {"X-MBX-APIKEY": key}
 
-    adapter: ExchangeAdapter = default_adapter_factory(_settings(port, venue), lambda _ev: None)
-    await asyncio.wait_for(adapter.connect(), 30)
-    try:
-        orders = [o.client_order_id for o in await adapter.open_orders()]
-        positions = {(p.symbol, p.qty) for p in await adapter.positions() if p.qty}
-    finally:
-        await adapter.close()
-    return orders, positions
+            def q() -> str:
+                return binance_signed(secret, {"timestamp": str(time.time_ns() // 1_000_000)})
+
+            async with s.get(f"{base}/fapi/v1/openOrders?{q()}", headers=hdr) as r:
+                orders = [o["clientOrderId"] for o in await r.json()]
+            async with s.get(f"{base}/fapi/v2/positionRisk?{q()}", headers=hdr) as r:
+                positions = {
+                    (p["symbol"], D(p["positionAmt"])) for p in await r.json() if D(p["positionAmt"])
+                }
+            return orders, positions
+        query = "category=linear&settleCoin=USDT&limit=50"
+        async with s.get(
+            f"{base}/v5/order/realtime?{query}", headers=bybit_headers(key, secret, query.encode())
+        ) as r:
+            orders = [o["orderLinkId"] for o in (await r.json())["result"]["list"]]
+        query = "category=linear&settleCoin=USDT"
+        async with s.get(
+            f"{base}/v5/position/list?{query}", headers=bybit_headers(key, secret, query.encode())
+        ) as r:
+            positions = set()
+            for p in (await r.json())["result"]["list"]:
+                size = D(p["size"])
+                if size:
+                    positions.add((p["symbol"], size if p["side"] == "Buy" else -size))
+        return orders, positions
 
 
 async def eventually(cond: Any, timeout: float, what: str) -> None:

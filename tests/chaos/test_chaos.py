@@ -11,11 +11,8 @@ short version; ``ENGINE_CHAOS_FULL=1`` (``make chaos``) runs each scenario longe
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import time
-import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,8 @@ from tests.chaos.support import (
     EngineProc,
     VenueProc,
     admin,
+    binance_signed,
+    bybit_headers,
     check_state,
     control,
     eventually,
@@ -181,17 +180,9 @@ async def test_rest_5xx_and_timeouts_during_placement_then_no_duplicate_or_lost_
     await rig.check()
 
 
-def _binance_signed(secret: str, params: dict[str, str]) -> str:
-    query = urllib.parse.urlencode(params)
-    sig = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
-    return f"{query}&signature={sig}"
-
-
 async def test_429_burst_then_engine_backs_off_and_recovers(rig: Rig) -> None:
     """Another client on the engine's accounts eats the order budgets (invalid orders count too): the
     engine's own orders meet 429 (Binance -1015) / 10006 (Bybit) for a while, then trade again."""
-    from engine.venue.bybit.auth import rest_signature
-
     port = rig.venue.port
     refused_before = sum(
         v for k, v in (await metrics_of(rig.engine))["orders_by_outcome"].items() if "Rate" in k
@@ -205,7 +196,7 @@ async def test_429_burst_then_engine_backs_off_and_recovers(rig: Rig) -> None:
         while time.monotonic() < deadline and sent < 600 * SCALE:
             sent += 1
             ts = str(time.time_ns() // 1_000_000)
-            body = _binance_signed(
+            body = binance_signed(
                 bn_secret,
                 {
                     "symbol": "BTCUSDT",
@@ -225,19 +216,10 @@ async def test_429_burst_then_engine_backs_off_and_recovers(rig: Rig) -> None:
                 b'{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit",'
                 b'"qty":"0.0001","price":"1000"}'
             )
-            sign = rest_signature(
-                by_secret, timestamp=ts, api_key=by_key, recv_window="5000", payload=payload
-            )
             async with s.post(
                 f"http://127.0.0.1:{port}/v5/order/create",
                 data=payload,
-                headers={
-                    "X-BAPI-API-KEY": by_key,
-                    "X-BAPI-TIMESTAMP": ts,
-                    "X-BAPI-RECV-WINDOW": "5000",
-                    "X-BAPI-SIGN": sign,
-                    "Content-Type": "application/json",
-                },
+                headers=bybit_headers(by_key, by_secret, payload),
             ) as r:
                 limited += (await r.json()).get("retCode") == 10006
             await asyncio.sleep(0.005)
@@ -279,7 +261,14 @@ async def test_listen_key_expiry_then_renewed_and_fills_still_arrive(rig: Rig) -
             and s["listen_keys"] > before["listen_keys"]
         )
 
-    await eventually(renewed, 20, "listenKeyExpired seen and a new listen key created")
+    try:
+        await eventually(renewed, 20, "listenKeyExpired seen and a new listen key created")
+    except AssertionError:
+        state = await control(rig.venue.port, "state")
+        now = await rig.stats(Venue.BINANCE)
+        raise AssertionError(
+            f"before {before}\nafter {now}\nvenue {state['counters']} {state['faults']}"
+        ) from None
     await rig.trading()
     await eventually(lambda: _more_fills(rig, fills + 3), 20, "fills arrive through the new user stream")
     await rig.check()
