@@ -415,6 +415,11 @@ class TradingEngine:
             await self._load_instruments()
             self._pump_task = asyncio.create_task(self._pump(), name="engine-pump")
             incomplete, latched = await self._recover()
+            # the restored (or first) start-of-day equity and high-water mark, durable before anything
+            # trades: a kill right after start-up cannot reset the PnL baseline on the next start
+            if (j := self._j) is not None:
+                j.save_risk_state(self.risk_manager.state())
+                await j.flush()
         except BaseException as exc:
             log.error("engine_start_failed error=%r", str(exc))
             await self._teardown(f"fault: start failed: {exc!r}")
@@ -816,7 +821,10 @@ class TradingEngine:
             return  # equity is unknown until the venues' balances arrive
         now = self.now_ms()
         equity = self.oms.equity()
+        baseline = self._risk.baseline
         trip = self._risk.on_equity(equity, now)
+        if self._risk.baseline != baseline and (j := self._j) is not None:
+            j.save_risk_state(self._risk.state())  # a new day's start equity or high-water mark
         if now - self._last_equity_sample_ms >= 1_000:
             self._last_equity_sample_ms = now
             self._equity_series.append(equity)

@@ -843,6 +843,11 @@ class UnifiedRiskManager:
     def trip(self) -> Trip | None:
         return self._trip
 
+    @property
+    def baseline(self) -> tuple[int | None, Decimal | None, Decimal | None]:
+        """(day start ms, start-of-day equity, high-water mark): what the loss limits measure from."""
+        return self._day_start_ms, self._sod_equity, self._hwm
+
     def _day_start(self, now_ms: int) -> int:
         offset = self._limits.day_roll_utc_hour * _HOUR_MS
         return (now_ms - offset) // _DAY_MS * _DAY_MS + offset

@@ -1,0 +1,65 @@
+"""What the engine writes to its journal through the local venue: the risk baseline from start-up on,
+exact order requests as intents, fill outcomes that finish their orders."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from engine.journal import Journal
+from engine.types import Balance, Venue
+from tests.engine import BALANCE, engine_on_venue
+
+D = Decimal
+
+
+def _saved_risk_states(path: Path) -> list[dict[str, Any]]:
+    """Every risk state committed so far (a read-only connection beside the running engine)."""
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return [json.loads(row[0]) for row in con.execute("SELECT state FROM risk_state ORDER BY id")]
+    finally:
+        con.close()
+
+
+async def test_start_when_returned_then_start_of_day_equity_already_committed(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with engine_on_venue(tmp_path, journal=Journal(path)) as h:
+        # no await since start() returned: nothing but start() itself can have written this
+        saved = _saved_risk_states(path)
+        assert saved, "no risk state committed by the end of start()"
+        assert D(saved[-1]["start_of_day_equity"]) == BALANCE
+        assert D(saved[-1]["high_water_mark"]) == BALANCE
+        assert h.engine.state.value == "running"
+
+
+async def test_equity_when_new_high_water_mark_then_risk_state_saved_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    async with engine_on_venue(tmp_path, journal=journal) as h:
+        e = h.engine
+        e._last_timer_ms = 2**62  # keep the once-a-second housekeeping save out of this test
+        before = len(_saved_risk_states(path))
+        higher = BALANCE + D("250")
+        e.oms.on_balance(
+            Balance(
+                venue=Venue.BINANCE,
+                asset="USDT",
+                wallet_balance=higher,
+                available_balance=higher,
+                unrealized_pnl=D(0),
+                ts_ms=e.now_ms(),
+            )
+        )
+        e._check_equity()
+        await journal.flush()
+        saved = _saved_risk_states(path)
+        assert len(saved) == before + 1
+        assert D(saved[-1]["high_water_mark"]) == higher
+        assert D(saved[-1]["start_of_day_equity"]) == BALANCE  # the day's start is unchanged
+        e._check_equity()  # the same equity again: no new baseline, nothing written
+        await journal.flush()
+        assert len(_saved_risk_states(path)) == before + 1
