@@ -981,16 +981,9 @@ class TradingEngine:
             return None
         if (j := self._j) is not None:
             try:
-                await j.intent(
-                    client_order_id=cid,
-                    venue=request.venue,
-                    symbol=request.symbol,
-                    side=request.side,
-                    type=request.type,
-                    qty=request.qty,
-                    price=request.price if request.price is not None else request.trigger_price,
-                    signal=record.get("signal", {}),
-                    decision=record.get("decision", {}),
+                # the whole request (price, trigger, tif, reduce-only, position side): recovery rebuilds it
+                await j.intent_request(
+                    request, signal=record.get("signal", {}), decision=record.get("decision", {})
                 )
             except EngineError as exc:  # the intent is not committed: the order is not sent
                 log.error("engine_intent_failed cid=%s error=%r", cid, str(exc))

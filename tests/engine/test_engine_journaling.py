@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.journal import Journal
-from engine.types import Balance, Venue
-from tests.engine import BALANCE, engine_on_venue
+from engine.risk import Approved
+from engine.types import Balance, OrderType, Side, Venue
+from tests.engine import BALANCE, engine_on_venue, until
 
 D = Decimal
 
@@ -63,3 +64,23 @@ async def test_equity_when_new_high_water_mark_then_risk_state_saved_at_once(tmp
         e._check_equity()  # the same equity again: no new baseline, nothing written
         await journal.flush()
         assert len(_saved_risk_states(path)) == before + 1
+
+
+async def test_stop_loss_when_placed_then_intent_holds_the_exact_request(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    async with engine_on_venue(tmp_path, risk={"max_order_notional": "50000"}, journal=journal) as h:
+        res = h.engine.submit_signal(
+            h.signal(side=Side.BUY, qty=D("0.05"), stop_loss=D("59000"), take_profit=D("61000"))
+        )
+        assert isinstance(res.decision, Approved)
+        await until(lambda: len(h.core.open_orders(h.account, "BTCUSDT")) == 2, what="venue stop and target")
+        await journal.flush()
+        intents = {i.type: i for i in await journal.intents()}
+    stop = intents[OrderType.STOP_MARKET]
+    assert stop.trigger_price == D("59000") and stop.price is None  # not the trigger as a limit price
+    assert stop.reduce_only and stop.side is Side.SELL and stop.qty == D("0.05")
+    assert stop.request().trigger_price == D("59000")
+    target = intents[OrderType.TAKE_PROFIT_MARKET]
+    assert target.trigger_price == D("61000") and target.price is None and target.reduce_only
+    entry = intents[OrderType.MARKET]
+    assert entry.price is None and entry.trigger_price is None and not entry.reduce_only
