@@ -667,10 +667,13 @@ class TradingEngine:
         self.oms.on_order(o)
         if fill is not None:
             if self.oms.on_fill(fill):
-                self._on_new_fill(fill, before)
+                tracked = self.oms.order(*key)
+                self._on_new_fill(fill, before, tracked.status if tracked is not None else o.status)
         self._after_order(key)
 
-    def _on_new_fill(self, fill: Fill, before: Decimal) -> None:
+    def _on_new_fill(self, fill: Fill, before: Decimal, status: OrderStatus) -> None:
+        """A fill seen for the first time; ``status`` is its order's state after it (journaled with the
+        fill outcome: a ``filled`` one finishes the order in the journal)."""
         self.counters["fills"] += 1
         if self._risk_live:
             self.risk_manager.on_fill(fill)
@@ -684,6 +687,7 @@ class TradingEngine:
                     "price": str(fill.price),
                     "qty": str(fill.qty),
                     "fee": str(fill.fee),
+                    "status": status.value,
                 },
             )
         self.publish(

@@ -84,3 +84,18 @@ async def test_stop_loss_when_placed_then_intent_holds_the_exact_request(tmp_pat
     assert target.trigger_price == D("61000") and target.price is None and target.reduce_only
     entry = intents[OrderType.MARKET]
     assert entry.price is None and entry.trigger_price is None and not entry.reduce_only
+
+
+async def test_fill_when_order_filled_then_outcome_has_status_and_intent_finished(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    async with engine_on_venue(tmp_path, risk={"max_order_notional": "50000"}, journal=journal) as h:
+        e = h.engine
+        res = e.submit_signal(h.signal(side=Side.BUY, qty=D("0.05")))
+        assert res.task is not None and await res.task is not None
+        cid = res.client_order_id
+        assert cid is not None
+        await until(lambda: e.oms.position(Venue.BINANCE, "BTCUSDT").qty == D("0.05"), what="filled")
+        await journal.flush()
+        fills = [o for o in await journal.outcomes(cid) if o.kind == "fill"]
+        assert fills and fills[-1].data["status"] == "filled"
+        assert cid not in {i.client_order_id for i in await journal.unfinished_intents()}
