@@ -430,16 +430,21 @@ class TradingEngine:
         if self.state is EngineState.EMERGENCY_STOPPED:
             pass  # a risk trigger fired during recovery (_on_trip moved the engine already)
         elif latched is not None:
-            self.transition(
-                EngineState.EMERGENCY_STOPPED, f"start: emergency stop latched (restored): {latched}"
-            )
+            await self._restart_emergency(f"start: emergency stop latched (restored): {latched}")
         elif trip is not None:
-            self.transition(EngineState.EMERGENCY_STOPPED, f"risk: {trip.reason} (restored): {trip.detail}")
+            await self._restart_emergency(f"risk: {trip.reason} (restored): {trip.detail}")
         elif incomplete:
             self.transition(EngineState.PAUSED, f"start: recovery incomplete: {incomplete}")
         else:
             self.transition(EngineState.RUNNING, "start: recovered")
         self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="engine-housekeeping")
+
+    async def _restart_emergency(self, cause: str) -> None:
+        """Start back in emergency_stopped and make sure of it on the venues (an order may have been left
+        resting or placed before the crash): cancel everything, flatten only when configured."""
+        self.transition(EngineState.EMERGENCY_STOPPED, cause)
+        done = await self._emergency_actions(self.config.engine.flatten_on_emergency)
+        log.warning("engine_start_emergency_enforced canceled=%s errors=%s", done["canceled"], done["errors"])
 
     async def _load_instruments(self) -> None:
         insts: list[Instrument] = []

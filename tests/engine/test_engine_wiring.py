@@ -28,7 +28,7 @@ from engine.metrics import Metrics, MetricsServer
 from engine.paper import PaperVenue
 from engine.risk import Approved
 from engine.strategies import create
-from engine.types import EngineState, Side, Signal, Venue, VenueStatus
+from engine.types import EngineState, OrderType, Side, Signal, Venue, VenueStatus
 from tests.engine import Quiet, engine_on_venue, until, write_config
 
 D = Decimal
@@ -259,8 +259,10 @@ async def test_emergency_stop_when_webhook_configured_then_alert_posted_with_sta
 # ---- recovery -----------------------------------------------------------------------------------------
 
 
-async def _paper_engine(tmp_path: Path, paper: PaperVenue, *, factory: Any = None) -> TradingEngine:
-    cfg = load_config(write_config(tmp_path / "r.toml", risk={}, state_dir=tmp_path / "var"))
+async def _paper_engine(
+    tmp_path: Path, paper: PaperVenue, *, factory: Any = None, engine: dict[str, object] | None = None
+) -> TradingEngine:
+    cfg = load_config(write_config(tmp_path / "r.toml", risk={}, engine=engine, state_dir=tmp_path / "var"))
     symbols = ((Venue.BINANCE, "BTCUSDT"), (Venue.BINANCE, "ETHUSDT"))
     e = TradingEngine(
         config=cfg,
@@ -303,6 +305,47 @@ async def test_restart_when_emergency_stop_latched_then_starts_emergency_stopped
             assert e3.state is EngineState.RUNNING
         finally:
             await e3.stop(reason="test over")
+
+
+async def test_restart_when_emergency_latched_and_orders_resting_then_venue_left_with_none(
+    tmp_path: Path,
+) -> None:
+    async with PaperVenue(tick_ms=20) as paper:
+        e = await _paper_engine(tmp_path, paper, engine={"cancel_on_stop": False})
+        book = e.adapters[Venue.BINANCE].book("BTCUSDT")
+        await until(lambda: book.mid() is not None, what="a BTCUSDT mid")
+        long = e.submit_signal(Signal(venue=Venue.BINANCE, symbol="BTCUSDT", side=Side.BUY, qty=D("0.01")))
+        assert long.task is not None and await long.task is not None
+        bid = e.instruments[(Venue.BINANCE, "BTCUSDT")].round_price(book.mid() * D("0.995"))
+        res = e.submit_signal(
+            Signal(
+                venue=Venue.BINANCE,
+                symbol="BTCUSDT",
+                side=Side.BUY,
+                type=OrderType.LIMIT,
+                qty=D("0.01"),
+                limit_price=bid,
+            )
+        )
+        assert res.task is not None and await res.task is not None
+        # latched (journaled) while that order still rests (as after a crash before the cancels ran)
+        e.transition(EngineState.EMERGENCY_STOPPED, "test: latched, cancels never ran")
+        await e.stop(reason="test restart")  # cancel_on_stop = false: the order stays on the venue
+        probe = default_adapter_factory(e.settings[0], lambda _ev: None)
+        await probe.connect()
+        try:
+            assert [o.client_order_id for o in await probe.open_orders("BTCUSDT")] == [res.client_order_id]
+
+            e2 = await _paper_engine(tmp_path, paper, engine={"cancel_on_stop": False})
+            try:
+                assert e2.state is EngineState.EMERGENCY_STOPPED
+                assert await probe.open_orders() == []  # cancelled by the start, measured on the venue
+                # flatten_on_emergency = false: the position is kept
+                assert sum(p.qty for p in await probe.positions() if p.symbol == "BTCUSDT") == D("0.01")
+            finally:
+                await e2.stop(reason="test over")
+        finally:
+            await probe.close()
 
 
 async def test_restart_when_venue_unavailable_during_recovery_then_paused_with_reason(tmp_path: Path) -> None:
