@@ -136,7 +136,11 @@ async def run_soak(
     venue = VenueProc(work, step_ms=100 // speed, tick_ms=20, funding_s=max(1, 28_800 // speed))
     await venue.start()
     engine = EngineProc(
-        work, venue.port, venues=venues, params={"every_ms": 250, "qty": "0.005", "max_resting": 6}
+        work,
+        venue.port,
+        venues=venues,
+        stale_after_s=5.0,
+        params={"every_ms": 250, "qty": "0.005", "max_resting": 6},
     )
     samples: list[Sample] = []
     last_m: dict[str, Any] = {}
