@@ -21,6 +21,10 @@ of truth; the journal says what this engine meant to do.
    journal lacks is adopted (external), what the journal has and the venue no longer lists is closed
    out and queried (its terminal state is journaled), positions and balances become the venue's.
    Every difference is one structured log line (``recovery_difference``).
+6. **Fills** of every order that traded (adopted, open with fills, closed out) are fetched from the
+   venue's trade history (``adapter.order_fills``), journaled (the fills table ignores a trade it has)
+   and fed to the OMS after the reconcile (the snapshot-time rule: a trade inside the snapshot updates
+   its order and fees, not the position), so trades made while no engine ran are in the journal too.
 
 A venue that cannot be asked (any ``VenueError``, e.g. ``VenueUnavailable``) leaves recovery incomplete:
 :attr:`RecoveryReport.completed` is False and :attr:`RecoveryReport.reason` says why; the engine starts
@@ -66,6 +70,7 @@ class VenueRecovery:
     orders_external: int = 0  # open on the venue, unknown to the journal: adopted as external
     orders_closed_out: int = 0  # unfinished in the journal, no longer open on the venue: queried
     positions: int = 0  # non-flat positions on the venue
+    fills_backfilled: int = 0  # venue trades of adopted / closed-out orders, journaled (duplicates ignored)
     snapshot_ms: int = 0
     differences: list[Difference] = field(default_factory=list)
 
@@ -81,6 +86,7 @@ class VenueRecovery:
             "orders_external": self.orders_external,
             "orders_closed_out": self.orders_closed_out,
             "positions": self.positions,
+            "fills_backfilled": self.fills_backfilled,
             "snapshot_ms": self.snapshot_ms,
             "differences": [d.as_dict() for d in self.differences],
         }
@@ -259,6 +265,7 @@ async def _recover_venue(
     clock: Callable[[], int],
 ) -> None:
     venue = vr.venue
+    traded: dict[str, Order] = {}  # client id -> the venue's order, for the orders that traded
     # 1. intents with no outcome: ask the venue by client order id before anything else
     for (v, cid), intent in journaled.items():
         if v is not venue or cid not in pending_ids:
@@ -272,6 +279,8 @@ async def _recover_venue(
             log.info("recovery_intent_never_sent venue=%s symbol=%s cid=%s", venue.value, intent.symbol, cid)
         else:
             vr.intents_adopted += 1
+            if order.filled_qty:
+                traded[cid] = order
             kind, data = outcome_of(order, source="recovery")
             journal.outcome(cid, kind, data, ts_ms=now_ms)
             log.info(
@@ -292,6 +301,7 @@ async def _recover_venue(
     vr.orders_open = len(open_orders)
     vr.positions = sum(1 for p in positions if p.qty)
     report = oms.reconcile(venue, open_orders, positions, balances, ts_ms=snapshot_ms)
+    traded.update((o.client_order_id, o) for o in open_orders if o.filled_qty)
     vr.differences.extend(report.differences)
     for d in report.differences:
         if d.kind is DiffKind.ORDER_ADOPTED:
@@ -303,6 +313,8 @@ async def _recover_venue(
         vr.orders_closed_out += 1
         order = await adapter.get_order(symbol, client_order_id=cid)
         tracked = oms.on_query_result(venue, cid, order, ts_ms=now_ms)
+        if order is not None and order.filled_qty:
+            traded[cid] = order
         if (venue, cid) not in journaled:
             continue
         if order is not None:
@@ -319,6 +331,26 @@ async def _recover_venue(
             _status(tracked),
         )
     journal.positions_snapshot(positions, ts_ms=snapshot_ms)
+
+    # 4. the trades of every order that traded (adopted, open or closed out): some happened while no
+    # engine ran and never reached the journal's fills. Journaled (a known trade id is ignored) and fed to
+    # the OMS after the reconcile: a fill at or before the snapshot does not move the position again.
+    for cid, order in traded.items():
+        fills = await adapter.order_fills(
+            order.symbol, client_order_id=cid, venue_order_id=order.venue_order_id or None
+        )
+        for fill in fills:
+            journal.fill(fill)
+            oms.on_fill(fill)
+        vr.fills_backfilled += len(fills)
+        log.info(
+            "recovery_order_fills venue=%s symbol=%s cid=%s fills=%d filled_qty=%s",
+            venue.value,
+            order.symbol,
+            cid,
+            len(fills),
+            order.filled_qty,
+        )
 
 
 def _status(tracked: TrackedOrder | None) -> str:

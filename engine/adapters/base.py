@@ -26,6 +26,7 @@ from typing import Any
 from engine.types import (
     Balance,
     BookHealth,
+    Fill,
     Instrument,
     MarginMode,
     MarketEvent,
@@ -101,6 +102,14 @@ class ExchangeAdapter(ABC):
 
     @abstractmethod
     async def open_orders(self, symbol: str | None = None) -> list[Order]: ...
+
+    @abstractmethod
+    async def order_fills(
+        self, symbol: str, *, client_order_id: str | None = None, venue_order_id: str | None = None
+    ) -> list[Fill]:
+        """Every execution of one order (by client or venue order id; at least one is required), oldest
+        first, from the venue's trade history: recovery journals the fills of the orders that traded
+        while no engine was running. A REST query; it delivers nothing to the sink."""
 
     # ---- account ----------------------------------------------------------------------------------------
     @abstractmethod

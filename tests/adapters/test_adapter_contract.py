@@ -277,3 +277,40 @@ async def test_clock_when_venue_shifted_then_skew_resynced_and_request_retried(
     venue.ctx.faults.clock_offset_ms = 40_000
     balances = await adapter.balances()
     assert balances and adapter.stats()["clock_skew_retries"] == 1
+
+
+async def test_order_fills_when_orders_traded_then_each_orders_venue_trades_by_either_id(
+    adapter_factory: AdapterFactory, venue: VenueServer, venue_name: Venue
+) -> None:
+    adapter, events = await adapter_factory(venue_name)
+    buy, sell = request(venue_name, Side.BUY, "0.020"), request(venue_name, Side.SELL, "0.010")
+    placed = {}
+    for req in (buy, sell):
+        placed[req.client_order_id] = await adapter.place_order(req)
+    await eventually(
+        lambda: (
+            sum(1 for u in events.of(OrderUpdate) if u.fill and u.order.status is OrderStatus.FILLED) >= 2
+        ),
+        what="both filled",
+    )
+    # a restarted engine's adapter (it never saw these orders) asks the venue's trade history
+    fresh, _ = await adapter_factory(venue_name)
+    for req in (buy, sell):
+        venue_trades = [
+            f for f in venue.core.fills(KEY, "BTCUSDT") if f.client_order_id == req.client_order_id
+        ]
+        assert venue_trades
+        by_cid = await fresh.order_fills("BTCUSDT", client_order_id=req.client_order_id)
+        assert sorted((f.price, f.qty) for f in by_cid) == sorted((t.price, t.qty) for t in venue_trades)
+        assert len({f.trade_id for f in by_cid}) == len(venue_trades)
+        assert sum(f.qty for f in by_cid) == req.qty
+        assert sum(f.fee for f in by_cid) == sum(t.fee for t in venue_trades)
+        assert all(f.client_order_id == req.client_order_id and f.side is req.side for f in by_cid)
+        assert [f.ts_ms for f in by_cid] == sorted(f.ts_ms for f in by_cid)
+        vid = placed[req.client_order_id].venue_order_id
+        by_vid = await fresh.order_fills("BTCUSDT", venue_order_id=vid)
+        assert sorted(f.trade_id for f in by_vid) == sorted(f.trade_id for f in by_cid)
+        assert all(f.venue_order_id == vid for f in by_vid)
+    assert await fresh.order_fills("BTCUSDT", client_order_id="never-sent-2") == []
+    with pytest.raises(ValueError):
+        await fresh.order_fills("BTCUSDT")

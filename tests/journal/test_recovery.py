@@ -142,6 +142,63 @@ async def test_recover_when_acked_order_filled_while_down_then_closed_out_and_fi
     assert await journal.unfinished_intents() == []
 
 
+async def test_recover_when_orders_traded_while_down_then_their_fills_journaled_once_and_position_kept(
+    adapter_factory: AdapterFactory, venue: VenueServer, venue_name: Venue, journal: Journal
+) -> None:
+    adapter, _ = await adapter_factory(venue_name)
+    pending = OrderRequest(
+        venue=venue_name,
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        type=OrderType.MARKET,
+        qty=D("0.030"),
+        client_order_id=cid(),
+    )
+    acked = OrderRequest(
+        venue=venue_name,
+        symbol="BTCUSDT",
+        side=Side.SELL,
+        type=OrderType.MARKET,
+        qty=D("0.010"),
+        client_order_id=cid(),
+    )
+    await journal_intent(journal, pending)  # sent, the engine died before the ack was journaled
+    await adapter.place_order(pending)
+    await journal_intent(journal, acked)
+    await adapter.place_order(acked)
+    journal.outcome(acked.client_order_id, "ack", {"status": "new"})  # filled after this, unjournaled
+    venue_trades = {
+        r.client_order_id: [
+            t for t in venue.core.fills(KEY, "BTCUSDT") if t.client_order_id == r.client_order_id
+        ]
+        for r in (pending, acked)
+    }
+    assert all(venue_trades.values())
+    assert await journal.fills() == []
+
+    fresh, _ = await adapter_factory(venue_name)  # the restarted engine's adapter
+    oms = OrderManager()
+    report = await recover(journal, {venue_name: fresh}, oms, None, now_ms=now_ms())
+    assert report.completed
+    assert report.count("intents_adopted") == 1 and report.count("orders_closed_out") == 1
+    assert report.count("fills_backfilled") == sum(len(t) for t in venue_trades.values())
+    fills = await journal.fills()
+    for req in (pending, acked):
+        mine = [f for f in fills if f.client_order_id == req.client_order_id]
+        assert sum(f.qty for f in mine) == req.qty
+        assert sorted((f.price, f.qty, f.fee) for f in mine) == sorted(
+            (t.price, t.qty, t.fee) for t in venue_trades[req.client_order_id]
+        )
+        tracked = oms.order(venue_name, req.client_order_id)
+        assert tracked is not None and tracked.status is OrderStatus.FILLED
+    # the fills were inside the venue's position snapshot: not counted a second time
+    assert oms.position(venue_name, "BTCUSDT").qty == D("0.020")
+    assert oms.stats()["fills_in_snapshot"] == len(fills)
+
+    again = await recover(journal, {venue_name: fresh}, OrderManager(), None, now_ms=now_ms())
+    assert again.completed and await journal.fills() == fills  # both finished: nothing asked twice
+
+
 async def test_recover_when_venue_has_order_journal_never_saw_then_adopted_as_external(
     adapter_factory: AdapterFactory, venue: VenueServer, venue_name: Venue, journal: Journal
 ) -> None:

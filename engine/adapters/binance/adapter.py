@@ -63,6 +63,7 @@ from engine.types import (
     Balance,
     BalanceUpdate,
     BookHealth,
+    Fill,
     Instrument,
     MarginMode,
     MarkPrice,
@@ -570,6 +571,40 @@ class BinanceAdapter(ExchangeAdapter):
         orders = [parsing.order(r) for r in rows] + [parsing.algo_order(r) for r in algos]
         return [self._remember(o) for o in orders]
 
+    async def order_fills(
+        self, symbol: str, *, client_order_id: str | None = None, venue_order_id: str | None = None
+    ) -> list[Fill]:
+        """``GET /fapi/v1/userTrades?symbol=&orderId=``. The trades name the venue order id only: with just
+        a client id the order is looked up first (unknown -> no fills); with just a venue id the fills'
+        client id is "" (the OMS names such fills by the venue id). A conditional (algo) order's trades
+        belong to the order it triggered, not to its algo id: for one known as conditional the answer is
+        empty (its algo id is not an order id to ask about)."""
+        if client_order_id is not None and self._is_conditional(client_order_id):
+            return []
+        if venue_order_id is None:
+            if client_order_id is None:
+                raise ValueError("order_fills needs a client_order_id or a venue_order_id")
+            order = await self.get_order(symbol, client_order_id=client_order_id)
+            if order is None:
+                return []
+            venue_order_id = order.venue_order_id
+        if not venue_order_id.isdigit():
+            raise ValueError(f"not a Binance order id: {venue_order_id!r}")
+        rows = await self.rest.call(
+            "GET /fapi/v1/userTrades",
+            self.rest.client.futures_account_trades,
+            symbol=symbol,
+            orderId=int(venue_order_id),
+            limit=1000,
+        )
+        fills = [
+            parsing.user_trade(row, client_order_id=client_order_id or "")
+            for row in rows
+            if str(row.get("orderId")) == venue_order_id  # the venue's answer, checked
+        ]
+        fills.sort(key=lambda f: (f.ts_ms, f.trade_id))
+        return fills
+
     def _remember(self, order: Order) -> Order:
         self._orders[order.client_order_id] = order
         self._orders.move_to_end(order.client_order_id)
@@ -891,15 +926,11 @@ class BinanceAdapter(ExchangeAdapter):
         return [parsing.balance(r) for r in rows]
 
     async def _reconcile_fills(self, order: Order, *, emit: bool) -> int:
-        rows = await self.rest.call(
-            "GET /fapi/v1/userTrades",
-            self.rest.client.futures_account_trades,
-            symbol=order.symbol,
-            orderId=int(order.venue_order_id),
+        fills = await self.order_fills(
+            order.symbol, client_order_id=order.client_order_id, venue_order_id=order.venue_order_id
         )
         sent = 0
-        for row in rows:
-            fill = parsing.user_trade(row, client_order_id=order.client_order_id)
+        for fill in fills:
             key = (fill.symbol, fill.trade_id)
             if key in self._trades:
                 continue

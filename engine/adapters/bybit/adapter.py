@@ -585,6 +585,31 @@ class BybitAdapter(ExchangeAdapter):
                 return order
         return None
 
+    async def order_fills(
+        self, symbol: str, *, client_order_id: str | None = None, venue_order_id: str | None = None
+    ) -> list[Fill]:
+        """``/v5/execution/list?orderLinkId=`` (or ``orderId=``), trades only, every page, oldest first."""
+        if client_order_id is None and venue_order_id is None:
+            raise ValueError("order_fills needs a client_order_id or a venue_order_id")
+        base: dict[str, Any] = {"category": CATEGORY, "symbol": symbol, "limit": 100, "execType": "Trade"}
+        if client_order_id is not None:
+            base["orderLinkId"] = client_order_id
+        else:
+            base["orderId"] = venue_order_id
+        known = self._orders.get(client_order_id or f"id:{venue_order_id}")
+        position_side = known.position_side if known is not None else PositionSide.BOTH
+        fills: list[Fill] = []
+        async for entry in self._pages("executions", base):
+            if client_order_id is not None and str(entry.get("orderLinkId") or "") != client_order_id:
+                continue  # the venue's answer, checked
+            if venue_order_id is not None and str(entry.get("orderId") or "") != venue_order_id:
+                continue
+            parsed = self._parsed(parse_execution, entry, position_side=position_side)
+            if isinstance(parsed, Fill):
+                fills.append(parsed)
+        fills.sort(key=lambda f: (f.ts_ms, f.trade_id))
+        return fills
+
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         base: dict[str, Any] = {"category": CATEGORY, "limit": 50}
         if symbol is not None:
