@@ -52,8 +52,13 @@ def now_ms() -> int:
 
 
 def resting_buy(venue_name: Venue, server: VenueServer, qty: str = "0.010") -> OrderRequest:
-    """A limit buy 5% under the mark: it rests on the book."""
-    price = (server.core.mark("BTCUSDT").mark_price * D("0.95")).quantize(D("0.1"))
+    """A limit buy 2% under the venue's current mark: it rests on the book, and it stays well inside the
+    venue's PERCENT_PRICE band (5% either side of the mark) while the mark moves a little before the
+    order arrives (5% under, at the band's edge, was refused with -4024 when the mark ticked up)."""
+    mark = server.core.mark("BTCUSDT").mark_price
+    ask = server.core.depth("BTCUSDT", 1)[2][0][0]
+    price = (min(mark, D(ask)) * D("0.98")).quantize(D("0.1"))
+    assert mark * D("0.95") < price < D(ask)  # in the band, under the touch: resting
     return OrderRequest(
         venue=venue_name,
         symbol="BTCUSDT",
