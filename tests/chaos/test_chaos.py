@@ -262,7 +262,9 @@ async def test_listen_key_expiry_then_renewed_and_fills_still_arrive(rig: Rig) -
         )
 
     try:
-        await eventually(renewed, 20, "listenKeyExpired seen and a new listen key created")
+        # a liveness bound: the expiry, the new key and the reconnect are seconds apart when the machine
+        # is quiet, more when 2 cores are shared with other work
+        await eventually(renewed, 45, "listenKeyExpired seen and a new listen key created")
     except AssertionError:
         state = await control(rig.venue.port, "state")
         now = await rig.stats(Venue.BINANCE)
