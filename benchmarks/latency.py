@@ -304,7 +304,7 @@ class _Engine:
     async def run(self, short: bool) -> dict[str, Any]:
         import aiohttp
 
-        n_depth, n_burst, n_t2t = (500, 1500, 200) if short else (6000, 20000, 3000)
+        n_depth, n_burst, n_t2t = (500, 5000, 200) if short else (6000, 20000, 3000)
         await self.adapter.connect()
         async with aiohttp.ClientSession() as session:
             # warm-up: caches, first-call paths, the EMA
