@@ -12,7 +12,12 @@ venue's field names. An adapter:
   ``AuthFailed``, ``ClockSkew``, ``VenueUnavailable``...), never a client library's exception;
 - sends prices and quantities on the instrument's grid, as decimal strings, and never duplicates an
   order: the engine's client order id makes every placement idempotent (after a time-out or a 5xx it
-  asks the venue by client order id before sending again).
+  asks the venue by client order id before sending again);
+- after any gap in its private stream (reconnect, listenKey expiry, a restarted venue) emits the venue's
+  true state: every order it knew as open that the venue no longer knows at all (a query by client id
+  finds nothing) is closed out as ``OrderUpdate`` with status ``CANCELED`` and reason
+  :data:`UNKNOWN_TO_VENUE`; every position it knew that the venue no longer lists is emitted as a
+  ``PositionUpdate`` with qty 0; balances that changed are emitted as ``BalanceUpdate``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,11 @@ from engine.types import (
     Venue,
 )
 
-__all__ = ["AdapterSettings", "EventSink", "ExchangeAdapter"]
+__all__ = ["UNKNOWN_TO_VENUE", "AdapterSettings", "EventSink", "ExchangeAdapter"]
+
+#: The reason of the CANCELED update an adapter emits for an order the venue no longer knows (a venue
+#: restart or a purge lost it): it cannot fill any more, so the engine stops counting it as open.
+UNKNOWN_TO_VENUE = "unknown_to_venue"
 
 #: Called on the event loop for every event, in order. It must not block; the engine's sink puts the
 #: event on a bounded queue and decides what happens when that queue is full.

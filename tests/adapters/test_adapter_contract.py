@@ -15,20 +15,23 @@ from typing import Any
 
 import pytest
 
+from engine.adapters.base import UNKNOWN_TO_VENUE
 from engine.errors import OrderRejected
 from engine.types import (
+    BalanceUpdate,
     BookHealth,
     OrderRequest,
     OrderStatus,
     OrderType,
     OrderUpdate,
+    PositionUpdate,
     Side,
     TimeInForce,
     Venue,
     VenueStatus,
 )
-from engine.venue.server import VenueServer
-from tests.adapters.conftest import KEY, AdapterFactory
+from engine.venue.server import AccountSpec, VenueServer
+from tests.adapters.conftest import KEY, SECRET, AdapterFactory
 
 VENUES = [Venue.BINANCE, Venue.BYBIT]
 
@@ -314,3 +317,59 @@ async def test_order_fills_when_orders_traded_then_each_orders_venue_trades_by_e
     assert await fresh.order_fills("BTCUSDT", client_order_id="never-sent-2") == []
     with pytest.raises(ValueError):
         await fresh.order_fills("BTCUSDT")
+
+
+async def test_venue_restart_when_order_unknown_after_reconnect_then_closed_out_position_flat_book_resynced(
+    adapter_factory: AdapterFactory, venue: VenueServer, venue_name: Venue
+) -> None:
+    """The venue restarts with an empty memory (same port): the resting order it no longer knows is closed
+    out (CANCELED, reason ``unknown_to_venue``), the vanished position is emitted flat, the balance is the
+    new venue's and the book resyncs to the new venue's (whose update ids start again)."""
+    adapter, events = await adapter_factory(venue_name)
+    bid = adapter.book("BTCUSDT").best_bid()[0]
+    resting = request(venue_name, Side.BUY, "0.010", type=OrderType.LIMIT, price=bid * D("0.98"))
+    assert (await adapter.place_order(resting)).status is OrderStatus.NEW
+    await adapter.place_order(request(venue_name, Side.BUY, "0.010"))
+    await eventually(
+        lambda: any(e.position.qty == D("0.010") for e in events.of(PositionUpdate)), what="position opened"
+    )
+    port = venue.port
+    await venue.stop()
+    seen = len(events)
+    reborn = VenueServer(
+        port=port, tick_ms=20, accounts=[AccountSpec(key=KEY, secret=SECRET, usdt=D("100000"))]
+    )
+    await reborn.start()
+    try:
+
+        def closed_out() -> list[OrderUpdate]:
+            return [
+                e
+                for e in events[seen:]
+                if isinstance(e, OrderUpdate) and e.order.client_order_id == resting.client_order_id
+            ]
+
+        await eventually(lambda: closed_out(), 15.0, "the lost order closed out")
+        update = closed_out()[-1]
+        assert update.order.status is OrderStatus.CANCELED and update.order.reason == UNKNOWN_TO_VENUE
+        assert update.fill is None
+        await eventually(
+            lambda: any(
+                isinstance(e, PositionUpdate) and e.position.symbol == "BTCUSDT" and e.position.qty == 0
+                for e in events[seen:]
+            ),
+            what="the vanished position emitted flat",
+        )
+        await eventually(
+            lambda: any(
+                isinstance(e, BalanceUpdate) and e.balance.wallet_balance == D("100000")
+                for e in events[seen:]
+            ),
+            what="the new venue's balance",
+        )
+        assert not [o for o in await adapter.open_orders() if o.client_order_id == resting.client_order_id]
+        await eventually(lambda: adapter.book_health("BTCUSDT") is BookHealth.LIVE, 10.0, "book live again")
+        await book_equals_venue(adapter, reborn, "BTCUSDT")
+    finally:
+        await adapter.close()
+        await reborn.stop()

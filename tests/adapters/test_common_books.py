@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import orjson
 
-from engine.adapters.common.books import BookManager
+from engine.adapters.common.books import MAX_STALE_RUN, BookManager
 from engine.types import BookHealth, BookUpdate, MarketEvent, Venue, VenueStatus
 
 
@@ -116,3 +116,55 @@ def test_bybit_when_snapshot_then_delta_gap_then_resync_requested() -> None:
     assert m.on_message("delta", 2, 2, [["99.8", "1"]], [], 2) == 0
     assert m.on_message("delta", 4, 4, [], [], 3) == 2
     assert m.health is BookHealth.RESYNCING and resyncs == ["BTCUSDT"]
+
+
+def test_binance_when_update_ids_restart_lower_then_reset_resync_requested_and_new_snapshot_live() -> None:
+    """A restarted venue numbers its updates from a low value again: the live machine answers STALE to
+    each; a run of MAX_STALE_RUN of them resets the book and asks for a snapshot of the new venue."""
+    m, _, resyncs = manager()
+    assert m.on_bytes(frame(999, 1001, 998, [["100.0", "1"]], []), 1) == 3  # buffered
+    assert m.on_snapshot(1000, [["99.9", "2"]], [["100.5", "1"]]) == 0
+    assert m.health is BookHealth.LIVE
+    for i in range(1, MAX_STALE_RUN):
+        m.on_bytes(frame(i, i, i - 1, [["98.0", "1"]], []), 1)
+    assert m.health is BookHealth.LIVE and resyncs == []  # a few stale frames are only stale
+    m.on_bytes(frame(MAX_STALE_RUN, MAX_STALE_RUN, MAX_STALE_RUN - 1, [["98.0", "1"]], []), 1)
+    assert m.health is BookHealth.RESYNCING and resyncs == ["BTCUSDT"] and m.stats()["id_restarts"] == 1
+    assert m.awaiting_snapshot
+    # the new venue's snapshot (ids far below the old ones) and its next diff make the book live again
+    assert m.on_bytes(frame(29, 31, 28, [["97.0", "4"]], []), 1) == 3  # buffered
+    assert m.on_snapshot(30, [["96.9", "2"]], [["97.5", "1"]]) == 0
+    assert m.health is BookHealth.LIVE and m.book.best_bid() == (Decimal("97.0"), Decimal("4"))
+
+
+def test_binance_when_stale_frames_interleave_with_applied_then_no_reset() -> None:
+    m, _, resyncs = manager()
+    m.on_bytes(frame(9, 11, 8, [], []), 1)
+    assert m.on_snapshot(10, [["99.9", "2"]], [["100.5", "1"]]) == 0
+    last = 11
+    for _ in range(3 * MAX_STALE_RUN):
+        m.on_bytes(frame(last + 1, last + 1, last, [], []), 1)  # applied
+        m.on_bytes(frame(last, last, last - 1, [], []), 1)  # a replayed duplicate: stale
+        last += 1
+    assert m.health is BookHealth.LIVE and resyncs == [] and m.stats()["id_restarts"] == 0
+
+
+def test_bybit_when_venue_restarts_with_u1_snapshot_then_applied_and_live() -> None:
+    events: list[MarketEvent] = []
+    m = BookManager(
+        venue=Venue.BYBIT,
+        symbol="BTCUSDT",
+        tick_size=Decimal("0.1"),
+        lot_size=Decimal("0.001"),
+        kind="bybit",
+        sink=events.append,
+        request_resync=lambda s: None,
+        now_ms=lambda: 1,
+        stale_after_s=5.0,
+    )
+    assert m.on_message("snapshot", 5000, 1, [["99.9", "2"]], [["100.5", "1"]], 1) == 0
+    assert m.on_message("delta", 5001, 2, [["99.8", "1"]], [], 1) == 0
+    assert m.on_message("snapshot", 1, 1, [["50.0", "3"]], [["50.5", "1"]], 1) == 0
+    assert m.health is BookHealth.LIVE and m.book.best_bid() == (Decimal("50.0"), Decimal("3"))
+    assert m.on_message("delta", 2, 2, [["50.1", "1"]], [], 1) == 0
+    assert m.book.best_bid() == (Decimal("50.1"), Decimal("1"))

@@ -292,12 +292,6 @@ async def test_malformed_and_truncated_messages_then_counted_and_books_equal(rig
     await rig.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapter reconcile after a venue restart: an open order the new venue does not know "
-    "(get_order -> None) is dropped from 'current' and no update is emitted, so the engine keeps it open "
-    "(engine/adapters/*/adapter.py _reconcile); reported, not fixed here",
-)
 async def test_venue_restart_then_engine_reconciles_to_the_new_venue_state(rig: Rig) -> None:
     """SIGKILL the venue and start a fresh one on the same port: every order and position is gone.
     The engine must notice (stream reconnect, new ids / snapshots), resync its books and reconcile its

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from engine.adapters.base import AdapterSettings, EventSink, ExchangeAdapter
+from engine.adapters.base import UNKNOWN_TO_VENUE, AdapterSettings, EventSink, ExchangeAdapter
 from engine.adapters.binance import parsing
 from engine.adapters.binance.constants import (
     NOT_MODIFIED_CODES,
@@ -150,6 +150,7 @@ class BinanceAdapter(ExchangeAdapter):
             "malformed": 0,
             "place_retries": 0,
             "orders_adopted": 0,
+            "orders_closed_out": 0,
             "reconciles": 0,
             "reconciled_fills": 0,
             "duplicate_fills": 0,
@@ -891,8 +892,10 @@ class BinanceAdapter(ExchangeAdapter):
             for cid, old in known_open.items():
                 if cid not in current and old.status.is_open:
                     found = await self.get_order(old.symbol, client_order_id=cid)
-                    if found is not None:
-                        current[cid] = found
+                    if found is None:
+                        # the venue does not know it (restarted, purged): it cannot fill any more
+                        found = self._closed_out(old)
+                    current[cid] = found
                 elif cid not in current:
                     current[cid] = old
             for cid, order in current.items():
@@ -905,21 +908,47 @@ class BinanceAdapter(ExchangeAdapter):
                     continue
                 if emit and fills_sent == 0:
                     self._sink(OrderUpdate(order=order, fill=None))
+            listed: set[tuple[str, PositionSide]] = set()
             for p in await self._all_positions():
                 key = (p.symbol, p.side)
+                listed.add(key)
                 old_p = self._positions.get(key)
+                if old_p is not None and p.ts_ms == 0:
+                    # a row with no update time (a restarted venue's): still the venue's latest word
+                    p = dataclasses.replace(p, ts_ms=old_p.ts_ms)
                 self._positions[key] = p
                 if emit and (
                     (old_p is None and p.qty != 0)
                     or (old_p is not None and (old_p.qty, old_p.entry_price) != (p.qty, p.entry_price))
                 ):
                     self._sink(PositionUpdate(position=p))
+            for key, old_p in list(self._positions.items()):
+                if key not in listed and old_p.qty != 0:
+                    # no longer listed by the venue (positionRisk omits flat symbols): flat now. Its time
+                    # stays the last one the venue gave (the flat is inferred from its absence), as Bybit
+                    flat = dataclasses.replace(
+                        old_p, qty=Decimal(0), entry_price=Decimal(0), unrealized_pnl=Decimal(0)
+                    )
+                    self._positions[key] = flat
+                    if emit:
+                        self._sink(PositionUpdate(position=flat))
             for b in await self.balances_raw():
                 old_b = self._balances.get(b.asset)
                 self._balances[b.asset] = b
                 if emit and (old_b is None or old_b.wallet_balance != b.wallet_balance):
                     self._sink(BalanceUpdate(balance=b, reason="reconcile"))
             log.info("binance_reconcile_done reason=%r orders=%d", reason, len(current))
+
+    def _closed_out(self, order: Order) -> Order:
+        """``order`` as CANCELED with reason ``unknown_to_venue``: a query by its client id found nothing
+        (a restarted venue, a purge). Its fills so far stay counted; it cannot fill any more."""
+        self.counters["orders_closed_out"] += 1
+        log.warning("binance_order_unknown_to_venue cid=%s symbol=%s", order.client_order_id, order.symbol)
+        return self._remember(
+            dataclasses.replace(
+                order, status=OrderStatus.CANCELED, reason=UNKNOWN_TO_VENUE, ts_ms=self.clock.now_ms()
+            )
+        )
 
     async def balances_raw(self) -> list[Balance]:
         rows = await self.rest.call("GET /fapi/v3/balance", self.rest.client.futures_account_balance)

@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
 from typing import Any
 
-from engine.adapters.base import AdapterSettings, EventSink, ExchangeAdapter
+from engine.adapters.base import UNKNOWN_TO_VENUE, AdapterSettings, EventSink, ExchangeAdapter
 from engine.adapters.bybit.constants import (
     BOOK_DEPTH,
     CATEGORY,
@@ -178,6 +178,7 @@ class BybitAdapter(ExchangeAdapter):
             "order_lookups": 0,
             "place_retries": 0,
             "orders_adopted": 0,
+            "orders_closed_out": 0,
             "local_rejects": 0,
         }
 
@@ -941,8 +942,16 @@ class BybitAdapter(ExchangeAdapter):
                 if not order.client_order_id:
                     continue
                 found = await self.get_order(order.symbol, client_order_id=order.client_order_id, store=False)
-                if found is not None:
-                    self._apply_order(found)
+                if found is None:
+                    # the venue does not know it (restarted, purged): it cannot fill any more
+                    self._counters["orders_closed_out"] += 1
+                    log.warning(
+                        "bybit_order_unknown_to_venue link=%s symbol=%s", order.client_order_id, order.symbol
+                    )
+                    found = dataclasses.replace(
+                        order, status=OrderStatus.CANCELED, reason=UNKNOWN_TO_VENUE, ts_ms=self.clock.now_ms()
+                    )
+                self._apply_order(found)
         seen_positions = set()
         for position in await self._all_positions():
             seen_positions.add((position.symbol, position.side))

@@ -14,6 +14,11 @@
 - ``check_stale(now)`` marks a book ``STALE`` after ``stale_after_s`` without an update (the adapter
   runs :class:`BookWatchdog`); the next applied update makes it ``LIVE`` again.
 - ``reset(reason)`` (a reconnect of the book stream) clears the book and marks it ``RESYNCING``.
+- Update ids going backwards: a live machine answers ``STALE`` to every frame whose id is not above the
+  last one applied. A restarted venue starts its ids again from a low value (Binance; Bybit's sequence
+  restarts with a ``u == 1`` snapshot, which the machine applies anyway); without a reconnect the book
+  would stay frozen. ``MAX_STALE_RUN`` stale frames in a row on a live book reset it and request a
+  resync (a replayed duplicate now and then stays far below that).
 
 Each health change emits a :class:`~engine.types.VenueStatus` on stream ``book:<SYMBOL>``. Everything
 here is synchronous and runs on the loop; ``request_resync`` must only schedule work.
@@ -33,7 +38,7 @@ from engine.adapters.common import cancel_task
 from engine.errors import MalformedMessage
 from engine.types import BookHealth, BookUpdate, MarketEvent, Venue, VenueStatus
 
-__all__ = ["BookManager", "BookWatchdog"]
+__all__ = ["MAX_STALE_RUN", "BookManager", "BookWatchdog"]
 
 log = logging.getLogger("engine.adapters.books")
 
@@ -44,6 +49,9 @@ APPLIED: int = kernels.APPLIED
 STALE: int = kernels.STALE
 GAP: int = kernels.GAP
 BUFFERED: int = kernels.BUFFERED
+
+#: stale frames in a row on a live book after which its update ids are taken to have restarted
+MAX_STALE_RUN = 20
 
 
 class BookManager:
@@ -79,6 +87,11 @@ class BookManager:
         self.malformed = 0
         self.stale_marks = 0
         self.snapshots = 0
+        self.id_restarts = 0
+        self._stale_run = 0  # STALE frames in a row while live
+        # whether the sync machine is live, tracked from its results (APPLIED: live; GAP/BUFFERED/error:
+        # not; STALE: unchanged) so the per-frame path does not read its ``state`` property
+        self._sync_live = False
         self._stream = f"book:{symbol}"
 
     # ---- health -----------------------------------------------------------------------------------------
@@ -111,13 +124,18 @@ class BookManager:
 
     # ---- input ------------------------------------------------------------------------------------------
     def on_bytes(self, raw: bytes | bytearray | str, recv_ns: int) -> int | None:
-        """Feed one WS frame; returns the kernel's code, or None when the frame was dropped."""
-        was_live = self.sync.state == "live"
+        """Feed one WS frame; returns the kernel's code, or None when the frame was dropped.
+
+        The hot path: one kernel call (``on_bytes_touch``) applies the frame and returns the new touch."""
         try:
-            code: int = self.sync.on_bytes(raw)
+            touch = self.sync.on_bytes_touch(raw)
         except ValueError as exc:
-            self._malformed(exc, was_live)
+            self._malformed(exc, self._sync_live)
             return None
+        if touch is not None:
+            self._applied(touch, recv_ns)
+            return APPLIED
+        code: int = self.sync.last_result
         self._after(code, recv_ns)
         return code
 
@@ -154,24 +172,47 @@ class BookManager:
 
     def _malformed(self, exc: ValueError, was_live: bool) -> None:
         self.malformed += 1
+        self._sync_live = self.sync.state == "live"
         error = MalformedMessage(f"{self.venue} {self.symbol} book frame dropped: {exc}")
         log.warning("book_message_malformed venue=%s symbol=%s error=%r", self.venue, self.symbol, str(error))
         if was_live and self.sync.state != "live":
             crossed = "cross" in str(exc).lower()
             self._resync(BookHealth.CROSSED if crossed else BookHealth.RESYNCING, str(exc)[:200])
 
+    def _applied(self, touch: tuple[int, int, int, int], recv_ns: int) -> None:
+        """A frame applied; ``touch`` is (bid, bid lots, ask, ask lots), an empty side reading 0."""
+        self._sync_live = True
+        self.updates += 1
+        self.last_update_mono = time.monotonic()
+        if self.health is not BookHealth.LIVE:
+            self._set_health(BookHealth.LIVE, "synced")
+        # positional: this runs once per depth message (field order: venue, symbol, best_bid_ticks,
+        # best_ask_ticks, ts_ms, recv_ns)
+        self._sink(BookUpdate(self.venue, self.symbol, touch[0], touch[2], self._now_ms(), recv_ns))
+        self._stale_run = 0
+
     def _after(self, code: int, recv_ns: int) -> None:
         if code == APPLIED:
-            self.updates += 1
-            self.last_update_mono = time.monotonic()
-            if self.health is not BookHealth.LIVE:
-                self._set_health(BookHealth.LIVE, "synced")
-            touch = self.book.touch_ticks()  # (bid, bid lots, ask, ask lots); an empty side reads 0
-            # positional: this runs once per depth message (field order: venue, symbol, best_bid_ticks,
-            # best_ask_ticks, ts_ms, recv_ns)
-            self._sink(BookUpdate(self.venue, self.symbol, touch[0], touch[2], self._now_ms(), recv_ns))
-        elif code == GAP:
+            self._applied(self.book.touch_ticks(), recv_ns)
+            return
+        if code != STALE:
+            self._sync_live = False  # GAP or BUFFERED
+        if code == GAP:
+            self._stale_run = 0
             self._resync(BookHealth.RESYNCING, "sequence gap")
+        elif code == STALE and self.sync.state == "live":
+            self._stale_run += 1
+            if self._stale_run >= MAX_STALE_RUN:
+                self._stale_run = 0
+                self.id_restarts += 1
+                log.warning(
+                    "book_ids_restarted venue=%s symbol=%s last=%s",
+                    self.venue,
+                    self.symbol,
+                    self.sync.last_update_id,
+                )
+                self.reset(f"{MAX_STALE_RUN} stale updates in a row: update ids restarted")
+                self._request_resync(self.symbol)
 
     # ---- maintenance ------------------------------------------------------------------------------------
     def check_stale(self, now_mono: float) -> None:
@@ -182,6 +223,8 @@ class BookManager:
     def reset(self, reason: str) -> None:
         """The book stream was (re)connected: drop the book and wait for a new snapshot."""
         self.sync.reset()
+        self._sync_live = False
+        self._stale_run = 0
         if self.health is not BookHealth.SYNCING:
             self.resyncs += 1
             self._set_health(BookHealth.RESYNCING, reason)
@@ -198,6 +241,7 @@ class BookManager:
             "malformed": self.malformed,
             "stale": self.stale_marks,
             "snapshots": self.snapshots,
+            "id_restarts": self.id_restarts,
         }
 
 
