@@ -193,11 +193,9 @@ def test_bytes_path(benchmark: Any, role: str) -> None:
             assert sync.on_snapshot(LAST_ID, SNAP_B, SNAP_A) == ns.BUFFERED
 
         def run() -> None:
-            on_bytes = sync.on_bytes
-            touch = book.touch_ticks
+            on_bytes_touch = sync.on_bytes_touch  # apply + the new touch in one call (the adapters' path)
             for raw in RAW:
-                on_bytes(raw)
-                touch()
+                on_bytes_touch(raw)
 
     setup()
     extra: dict[str, Any] = (

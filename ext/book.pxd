@@ -120,6 +120,7 @@ cdef class OrderBook:
 
     # Apply staged levels (prices in ticks, sizes in lots; size 0 deletes) atomically: on a crossed
     # result (ValueError) or MemoryError the book is exactly unchanged. snapshot=True replaces the book.
+    cdef object c_touch(self)
     cdef int apply_staged(self, int64_t* bid_px, int64_t* bid_qty, Py_ssize_t nb,
                           int64_t* ask_px, int64_t* ask_qty, Py_ssize_t na, bint snapshot) except -1
     # Best levels in ticks/lots; return False (and leave px/qty alone) when that side is empty.

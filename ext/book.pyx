@@ -581,6 +581,9 @@ cdef class OrderBook:
 
         An empty side reads as ``(0, 0)``. The hot path's one call per message for the top of book
         (the same tuple object comes back while the touch is unchanged)."""
+        return self.c_touch()
+
+    cdef object c_touch(self):
         cdef int64_t b = 0, bq = 0, a = 0, aq = 0
         if self._bid.n:
             b = self._bid.lv[self._bid.n - 1].key

@@ -56,6 +56,8 @@ cdef class _SyncBase:
     cdef int _frame(self, object raw, cptr* p, cptr* e) except -1
     cdef object _level_error(self, LevelErr* err, str name)
     cdef int _raise_content(self) except -1
+    cdef readonly int last_result
+    cdef int _from_bytes(self, object raw) except -1
 
 cdef class BinanceBookSync(_SyncBase):
     cdef object _buffer

@@ -780,6 +780,22 @@ cdef class _SyncBase:
     def _on_content_error(self) -> None:
         pass
 
+    cdef int _from_bytes(self, object raw) except -1:
+        raise NotImplementedError  # each venue's machine scans its own frame shape
+
+    def on_bytes_touch(self, raw: object) -> tuple | None:
+        """``on_bytes`` and the new touch in one call: the hot path's single call per frame.
+
+        Returns ``book.touch_ticks()`` (``(bid_ticks, bid_lots, ask_ticks, ask_lots)``, the same cached
+        tuple while the touch is unchanged) when the frame was APPLIED, else None; the result code
+        (APPLIED, STALE, GAP or BUFFERED) is in ``last_result`` either way. Errors raise as ``on_bytes``.
+        """
+        cdef int code = self._from_bytes(raw)
+        self.last_result = code
+        if code == R_APPLIED:
+            return self.book.c_touch()
+        return None
+
     @property
     def state(self) -> str:
         return _STATES[self._state]
@@ -965,6 +981,9 @@ cdef class BinanceBookSync(_SyncBase):
 
     def on_bytes(self, raw: object) -> int:
         """One raw WS frame (bare depthUpdate or combined-stream envelope): as ``on_event``."""
+        return self._from_bytes(raw)
+
+    cdef int _from_bytes(self, object raw) except -1:
         cdef cptr p
         cdef cptr e
         self._frame(raw, &p, &e)
@@ -1105,6 +1124,9 @@ cdef class BybitBookSync(_SyncBase):
 
     def on_bytes(self, raw: object) -> int:
         """One raw WS frame of an ``orderbook.{depth}.{symbol}`` topic: as ``on_message``."""
+        return self._from_bytes(raw)
+
+    cdef int _from_bytes(self, object raw) except -1:
         cdef cptr p
         cdef cptr e
         cdef cptr ks

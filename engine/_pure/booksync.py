@@ -66,6 +66,7 @@ class _SyncBase:
         self.stale = 0
         self.gaps = 0
         self.buffer_dropped = 0
+        self.last_result = 0  # the result code of the last ``on_bytes_touch``
 
     @property
     def state(self) -> str:
@@ -77,6 +78,18 @@ class _SyncBase:
 
     def _on_content_error(self) -> None:
         pass
+
+    def on_bytes(self, raw: bytes | bytearray | str) -> int:
+        raise NotImplementedError  # each venue's machine scans its own frame shape
+
+    def on_bytes_touch(self, raw: bytes | bytearray | str) -> tuple[int, int, int, int] | None:
+        """``on_bytes`` and the new touch in one call: ``book.touch_ticks()`` when the frame was
+        APPLIED, else None; the result code is in ``last_result`` either way."""
+        code = self.on_bytes(raw)
+        self.last_result = code
+        if code == APPLIED:
+            return self.book.touch_ticks()
+        return None
 
     def _stage_both(
         self, bids: object, asks: object, names: tuple[str, str]

@@ -52,6 +52,21 @@ SNAP_B = [["100.0", "1"], ["99.0", "2"]]
 SNAP_A = [["101.0", "1"], ["102.0", "2"]]
 
 
+def test_on_bytes_touch_when_applied_then_touch_else_none_and_code(impl: SimpleNamespace) -> None:
+    s = _bn(impl)
+    assert s.on_bytes_touch(_ev(1, 2, 0, [("100.0", "1")])) is None and s.last_result == impl.BUFFERED
+    assert s.on_snapshot(5, SNAP_B, SNAP_A) == impl.BUFFERED
+    touch = s.on_bytes_touch(_ev(4, 6, 3, [("100.5", "3")]))
+    assert s.last_result == impl.APPLIED
+    assert touch == s.book.touch_ticks() == (1005, 3000, 1010, 1000)
+    assert s.on_bytes_touch(_ev(5, 6, 5)) is None and s.last_result == impl.STALE
+    assert s.on_bytes_touch(_ev(9, 9, 8)) is None and s.last_result == impl.GAP
+    before = _state(s.book)
+    with pytest.raises(ValueError):
+        s.on_bytes_touch(b'{"e":"depthUpdate"')
+    assert _state(s.book) == before
+
+
 @pytest.mark.parametrize("path", ["event", "bytes"])
 def test_binance_when_buffered_then_snapshot_replays_straddle_and_goes_live(
     impl: SimpleNamespace, path: str
