@@ -826,8 +826,10 @@ class TradingEngine:
     # ================================================================ equity and risk triggers
 
     def _check_equity(self) -> None:
-        if self._risk is None or not self.oms.balances():
-            return  # equity is unknown until the venues' balances arrive
+        if self._risk is None or not self._balances_complete():
+            # equity is unknown until every configured venue's balances arrived: a start-of-day equity
+            # or high-water mark taken on one venue's balance would count the others' as a day's PnL
+            return
         now = self.now_ms()
         equity = self.oms.equity()
         baseline = self._risk.baseline
@@ -839,6 +841,11 @@ class TradingEngine:
             self._equity_series.append(equity)
         if trip is not None:
             self._on_trip(trip)
+
+    def _balances_complete(self) -> bool:
+        """Whether every configured venue has reported its balances to the OMS."""
+        reported = {b.venue for b in self.oms.balances()}
+        return bool(reported) and all(s.venue in reported for s in self.settings)
 
     def _on_trip(self, trip: Trip) -> None:
         self.counters[f"trip_{trip.reason}"] += 1
