@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from engine.adapters.binance.constants import (
@@ -21,6 +21,7 @@ from engine.adapters.binance.constants import (
     SIDE,
     TIF,
 )
+from engine.adapters.common.parsing import decimal_field, optional_decimal_field
 from engine.errors import MalformedMessage
 from engine.types import (
     Balance,
@@ -76,6 +77,7 @@ __all__ = [
 
 V = Venue.BINANCE
 _ZERO = Decimal(0)
+_WHERE = "binance field"  # how a malformed field's message starts
 
 
 # ---- field helpers ---------------------------------------------------------------------------------
@@ -90,15 +92,7 @@ def _get(d: Mapping[str, Any], key: str) -> Any:
 
 def dec(value: object, field: str = "value") -> Decimal:
     """A Decimal from a string (or an int); floats and garbage are malformed."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MalformedMessage(f"binance field {field!r} is not a decimal string: {value!r}")
-    try:
-        out = Decimal(value)
-    except InvalidOperation:
-        raise MalformedMessage(f"binance field {field!r} is not a decimal: {value!r}") from None
-    if not out.is_finite():
-        raise MalformedMessage(f"binance field {field!r} is not finite: {value!r}")
-    return out
+    return decimal_field(value, field, _WHERE)
 
 
 def _d(d: Mapping[str, Any], key: str) -> Decimal:
@@ -106,8 +100,7 @@ def _d(d: Mapping[str, Any], key: str) -> Decimal:
 
 
 def _d_opt(d: Mapping[str, Any], key: str) -> Decimal:
-    value = d.get(key)
-    return _ZERO if value is None or value == "" else dec(value, key)
+    return optional_decimal_field(d, key, _WHERE)
 
 
 def _int(d: Mapping[str, Any], key: str) -> int:
@@ -210,30 +203,28 @@ def depth_snapshot(d: Mapping[str, Any]) -> DepthSnapshot:
     )
 
 
-def agg_trade(d: Mapping[str, Any]) -> TradeTick:
-    """``aggTrade``: ``m`` true means the buyer was the maker, so the aggressor sold."""
+def _trade_tick(d: Mapping[str, Any], id_key: str) -> TradeTick:
+    """A trade event whose id is ``d[id_key]``: ``m`` true means the buyer was the maker, so the
+    aggressor sold."""
     return TradeTick(
         venue=V,
         symbol=str(_get(d, "s")),
-        trade_id=str(_get(d, "a")),
+        trade_id=str(_get(d, id_key)),
         price=_d(d, "p"),
         qty=_d(d, "q"),
         aggressor=Side.SELL if _bool(_get(d, "m")) else Side.BUY,
         ts_ms=_int(d, "T"),
     )
+
+
+def agg_trade(d: Mapping[str, Any]) -> TradeTick:
+    """``aggTrade`` (id ``a``)."""
+    return _trade_tick(d, "a")
 
 
 def trade(d: Mapping[str, Any]) -> TradeTick:
-    """``trade`` (not an official USD-M stream; same aggressor rule)."""
-    return TradeTick(
-        venue=V,
-        symbol=str(_get(d, "s")),
-        trade_id=str(_get(d, "t")),
-        price=_d(d, "p"),
-        qty=_d(d, "q"),
-        aggressor=Side.SELL if _bool(_get(d, "m")) else Side.BUY,
-        ts_ms=_int(d, "T"),
-    )
+    """``trade`` (not an official USD-M stream; id ``t``, same aggressor rule)."""
+    return _trade_tick(d, "t")
 
 
 def mark_price(d: Mapping[str, Any]) -> MarkPrice:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from engine.adapters.bybit.constants import (
@@ -20,6 +20,7 @@ from engine.adapters.bybit.constants import (
     TIF_IN,
     WS_REJECT_REASONS,
 )
+from engine.adapters.common.parsing import decimal_field, optional_decimal_field
 from engine.errors import MalformedMessage
 from engine.types import (
     Balance,
@@ -67,6 +68,7 @@ __all__ = [
 
 VENUE = Venue.BYBIT
 _ZERO = Decimal(0)
+_WHERE = "bybit: field"  # how a malformed field's message starts
 
 JSON = Mapping[str, Any]
 
@@ -96,22 +98,11 @@ def dec(obj: JSON, key: str) -> Decimal:
 
 def opt_dec(obj: JSON, key: str, default: Decimal = _ZERO) -> Decimal:
     """An optional decimal field: missing, null or "" give ``default``."""
-    value = obj.get(key)
-    if value is None or value == "":
-        return default
-    return _to_dec(value, key)
+    return optional_decimal_field(obj, key, _WHERE, default)
 
 
 def _to_dec(value: object, key: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MalformedMessage(f"bybit: field {key!r} is not a decimal string: {value!r}")
-    try:
-        out = Decimal(value)
-    except InvalidOperation:
-        raise MalformedMessage(f"bybit: field {key!r} is not a decimal: {value!r}") from None
-    if not out.is_finite():
-        raise MalformedMessage(f"bybit: field {key!r} is not finite: {value!r}")
-    return out
+    return decimal_field(value, key, _WHERE)
 
 
 def _int(obj: JSON, key: str, default: int | None = None) -> int:
@@ -507,6 +498,17 @@ def parse_book_message(message: JSON) -> BookLevels:
     if kind not in ("snapshot", "delta"):
         raise MalformedMessage(f"bybit: orderbook type {kind!r} is not snapshot/delta")
     data = _obj(_field(message, "data"), "orderbook data")
+    return _book_levels(data, kind, stamped=message)
+
+
+def parse_orderbook_rest(result: JSON) -> BookLevels:
+    """``/v5/market/orderbook`` ``result`` (bids descending, asks ascending)."""
+    return _book_levels(result, "snapshot", stamped=result)
+
+
+def _book_levels(data: JSON, kind: str, *, stamped: JSON) -> BookLevels:
+    """The levels of a book message's ``data`` (or a REST ``result``: same fields); ``stamped`` carries
+    the ``ts``."""
     return BookLevels(
         symbol=_str(data, "s"),
         kind=kind,
@@ -514,20 +516,7 @@ def parse_book_message(message: JSON) -> BookLevels:
         seq=_int(data, "seq", default=0),
         bids=_levels(_field(data, "b"), "b"),
         asks=_levels(_field(data, "a"), "a"),
-        ts_ms=_int(message, "ts", default=0),
-    )
-
-
-def parse_orderbook_rest(result: JSON) -> BookLevels:
-    """``/v5/market/orderbook`` ``result`` (bids descending, asks ascending)."""
-    return BookLevels(
-        symbol=_str(result, "s"),
-        kind="snapshot",
-        update_id=_int(result, "u"),
-        seq=_int(result, "seq", default=0),
-        bids=_levels(_field(result, "b"), "b"),
-        asks=_levels(_field(result, "a"), "a"),
-        ts_ms=_int(result, "ts", default=0),
+        ts_ms=_int(stamped, "ts", default=0),
     )
 
 
