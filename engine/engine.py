@@ -322,7 +322,6 @@ class TradingEngine:
         self._risk_live = False
         self._jopen = False  # the journal is started and not closed: records go to it
         self._booked: dict[tuple[Venue, str], Side] = {}
-        self._flatten_ids: set[tuple[Venue, str]] = set()
         self._exit_plans: dict[tuple[Venue, str], _ExitPlan] = {}
         self._trade_open: dict[tuple[Venue, str], Decimal] = {}  # realized - fees when opened
         self._streams: dict[tuple[Venue, str], str] = {}
@@ -962,8 +961,6 @@ class TradingEngine:
         key = (request.venue, request.client_order_id)
         self.oms.on_submit(request, ts_ms=self.now_ms())
         self._booked[key] = request.side
-        if flatten:
-            self._flatten_ids.add(key)
         task = asyncio.create_task(
             self._send(request, record, flatten, t0_ns), name=f"send-{request.client_order_id}"
         )

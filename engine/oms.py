@@ -548,11 +548,18 @@ class _Exits:
 
 
 class _BoundedSet:
-    """A set that forgets its oldest members beyond ``limit`` (dedup memory for weeks of fills)."""
+    """A set that forgets its oldest members beyond ``limit`` (dedup memory for weeks of fills).
+
+    Each member is added with the event time it belongs to; ``floor_ms`` is the latest event time of a
+    forgotten member. An event at or before ``floor_ms`` that is not a member may be one that was
+    forgotten: :meth:`forgotten` says so, and the caller treats it as already seen (stale), never as new.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._d: OrderedDict[object, None] = OrderedDict()
+        self._d: OrderedDict[object, int] = OrderedDict()
+        self.floor_ms = -1  # nothing forgotten yet
+        self.evicted = 0
 
     def __contains__(self, item: object) -> bool:
         return item in self._d
@@ -560,10 +567,16 @@ class _BoundedSet:
     def __len__(self) -> int:
         return len(self._d)
 
-    def add(self, item: object) -> None:
-        self._d[item] = None
+    def add(self, item: object, ts_ms: int) -> None:
+        self._d[item] = ts_ms
         if len(self._d) > self._limit:
-            self._d.popitem(last=False)
+            _, old_ts = self._d.popitem(last=False)
+            self.evicted += 1
+            self.floor_ms = max(self.floor_ms, old_ts)
+
+    def forgotten(self, item: object, ts_ms: int) -> bool:
+        """``item`` (of event time ``ts_ms``) is not remembered but may have been, before eviction."""
+        return item not in self._d and ts_ms <= self.floor_ms
 
 
 # ---- the manager --------------------------------------------------------------------------------------
@@ -579,10 +592,19 @@ class OrderManager:
         position_grace_ms: int = 3_000,
         entry_tolerance: Decimal = Decimal("0.00001"),
         max_closed_orders: int = 10_000,
-        dedup_memory: int = 500_000,
+        dedup_memory: int = 100_000,
+        retired_memory: int = 50_000,
     ) -> None:
-        if position_grace_ms < 0 or max_closed_orders < 0 or dedup_memory < 1:
-            raise ValueError("position_grace_ms and max_closed_orders must be >= 0, dedup_memory >= 1")
+        """Memory bounds (a process runs for weeks): ``max_closed_orders`` terminal orders are kept whole
+        (queries, the admin socket); beyond it the oldest is forgotten and only its key is remembered, in
+        ``retired_memory`` keys (about 150 bytes each); ``dedup_memory`` fill ids (about 250 bytes each)
+        guard against double counting. Past those bounds an event older than the newest forgotten entry
+        is treated as stale (``orders_beyond_memory`` / ``fills_beyond_memory``), never as new: the
+        venue's positions, reconciled, stay the truth."""
+        if position_grace_ms < 0 or max_closed_orders < 0 or dedup_memory < 1 or retired_memory < 1:
+            raise ValueError(
+                "position_grace_ms and max_closed_orders must be >= 0, dedup_memory and retired_memory >= 1"
+            )
         self.settle_asset = settle_asset
         self.position_grace_ms = position_grace_ms
         self.entry_tolerance = entry_tolerance  # relative; a venue rounds its entry price
@@ -590,7 +612,7 @@ class OrderManager:
         self._orders: dict[OrderKey, TrackedOrder] = {}
         self._open: dict[tuple[Venue, str], dict[str, None]] = {}  # (venue, symbol) -> open client ids
         self._closed_fifo: OrderedDict[OrderKey, None] = OrderedDict()  # terminal orders, oldest first
-        self._retired = _BoundedSet(dedup_memory)  # terminal orders forgotten: late events are stale
+        self._retired = _BoundedSet(retired_memory)  # terminal orders forgotten: late events are stale
         self._fills_seen = _BoundedSet(dedup_memory)
         self._positions: dict[PosKey, _Pos] = {}
         self._marks: dict[tuple[Venue, str], Decimal] = {}
@@ -612,8 +634,10 @@ class OrderManager:
                 "orders_adopted",
                 "orders_stale",
                 "orders_duplicate",
+                "orders_beyond_memory",
                 "fills",
                 "fills_duplicate",
+                "fills_beyond_memory",
                 "fills_external",
                 "fills_in_snapshot",
                 "positions_stale",
@@ -695,6 +719,11 @@ class OrderManager:
             if key in self._retired:
                 self._stats["orders_stale"] += 1
                 return UpdateResult.STALE
+            if self._retired.forgotten(key, order.ts_ms):
+                # older than the newest order forgotten: a late event of an order long retired
+                self._stats["orders_beyond_memory"] += 1
+                self._stats["orders_stale"] += 1
+                return UpdateResult.STALE
             self._store(TrackedOrder(order=order, external=True, created_ms=order.ts_ms))
             self._stats["orders_adopted"] += 1
             return UpdateResult.ADOPTED
@@ -712,7 +741,13 @@ class OrderManager:
         if dedup in self._fills_seen:
             self._stats["fills_duplicate"] += 1
             return False
-        self._fills_seen.add(dedup)
+        if self._fills_seen.forgotten(dedup, fill.ts_ms):
+            # older than the newest fill id forgotten: possibly seen already; counting it twice would be
+            # worse than missing it (the venue's positions are reconciled)
+            self._stats["fills_beyond_memory"] += 1
+            self._stats["fills_duplicate"] += 1
+            return False
+        self._fills_seen.add(dedup, fill.ts_ms)
         self._stats["fills"] += 1
         if not fill.client_order_id:
             fill = replace(fill, client_order_id=_synthetic_id(fill.venue_order_id))
@@ -1101,6 +1136,8 @@ class OrderManager:
         out = dict(self._stats)
         out["orders_open"] = sum(len(c) for c in self._open.values())
         out["orders_held"] = len(self._orders)
+        out["orders_retired_remembered"] = len(self._retired)
+        out["fills_remembered"] = len(self._fills_seen)
         out["positions_open"] = sum(1 for p in self._positions.values() if p.qty)
         return out
 
@@ -1553,8 +1590,8 @@ class OrderManager:
             self._closed_fifo[key] = None
             while len(self._closed_fifo) > self._max_closed:
                 old, _ = self._closed_fifo.popitem(last=False)
-                self._orders.pop(old, None)
-                self._retired.add(old)
+                gone = self._orders.pop(old, None)
+                self._retired.add(old, gone.order.ts_ms if gone is not None else 0)
         else:
             self._closed_fifo.pop(key, None)
 

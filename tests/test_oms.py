@@ -413,6 +413,38 @@ def test_closed_orders_when_over_memory_then_forgotten_and_late_events_stale() -
     assert oms.order(BN, "c0") is None
 
 
+def test_retired_keys_when_over_retired_memory_then_bounded_and_late_events_still_stale() -> None:
+    oms = OrderManager(max_closed_orders=2, retired_memory=3)
+    for i in range(20):
+        oms.on_submit(request(f"c{i}"), ts_ms=10 * i)
+        oms.on_order(order(f"c{i}", OrderStatus.FILLED, filled="2", ts=10 * i + 1))
+    stats = oms.stats()
+    assert stats["orders_held"] == 2 and stats["orders_retired_remembered"] == 3
+    # c0 was forgotten entirely (neither held nor remembered): its late NEW is still stale, not adopted
+    assert oms.on_order(order("c0", OrderStatus.NEW, ts=1)) is UpdateResult.STALE
+    assert oms.order(BN, "c0") is None and oms.open_orders() == []
+    assert oms.stats()["orders_beyond_memory"] == 1
+    # a remembered retired key: stale as before; a new external order (newer than any forgotten): adopted
+    assert oms.on_order(order("c16", OrderStatus.NEW, ts=161)) is UpdateResult.STALE
+    assert oms.on_order(order("web-1", OrderStatus.NEW, ts=1000)) is UpdateResult.ADOPTED
+
+
+def test_fill_ids_when_over_dedup_memory_then_bounded_and_replayed_old_fill_not_counted_twice() -> None:
+    oms = OrderManager(dedup_memory=3)
+    oms.on_submit(request("c1", qty="10"), ts_ms=1)
+    fills = [fill("c1", qty="1", ts=100 + i) for i in range(8)]
+    for f in fills:
+        assert oms.on_fill(f)
+    assert oms.stats()["fills_remembered"] == 3
+    assert oms.position(BN, "BTCUSDT").qty == D("8")
+    assert not oms.on_fill(fills[0])  # forgotten id, older than the newest forgotten: not counted again
+    assert not oms.on_fill(fills[-1])  # remembered id: a plain duplicate
+    assert oms.position(BN, "BTCUSDT").qty == D("8")
+    assert oms.stats()["fills_beyond_memory"] == 1
+    assert oms.on_fill(fill("c1", qty="1", ts=200))  # a new fill is applied
+    assert oms.position(BN, "BTCUSDT").qty == D("9")
+
+
 def test_as_dict_when_rendered_then_contract_keys_as_strings() -> None:
     oms = OrderManager()
     oms.on_submit(request("c1", qty="0.010", price="65000.50"), ts_ms=1)

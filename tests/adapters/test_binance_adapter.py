@@ -116,3 +116,65 @@ async def test_connect_when_venue_weight_already_used_then_exchange_info_limits_
     assert time.monotonic() - t0 < 10
     assert adapter.limiter.waits == 0  # the clock sync did not wait for the next minute
     assert adapter.limiter.rules.cost("GET /fapi/v1/time")  # (the time requests are rate limited)
+
+
+def _filled(cid: str, trade_id: str, ts: int) -> OrderUpdate:
+    from engine.types import Fill, Order, PositionSide, TimeInForce
+
+    o = Order(
+        venue=B,
+        symbol="BTCUSDT",
+        client_order_id=cid,
+        venue_order_id=f"9{ts}",
+        side=Side.BUY,
+        type=OrderType.MARKET,
+        tif=TimeInForce.IOC,
+        qty=D("0.010"),
+        price=None,
+        filled_qty=D("0.010"),
+        avg_price=D("60000"),
+        status=OrderStatus.FILLED,
+        reduce_only=False,
+        position_side=PositionSide.BOTH,
+        trigger_price=None,
+        ts_ms=ts,
+    )
+    f = Fill(
+        venue=B,
+        symbol="BTCUSDT",
+        client_order_id=cid,
+        venue_order_id=o.venue_order_id,
+        trade_id=trade_id,
+        side=Side.BUY,
+        position_side=PositionSide.BOTH,
+        price=D("60000"),
+        qty=D("0.010"),
+        fee=D("0.24"),
+        fee_asset="USDT",
+        is_maker=False,
+        realized_pnl=D(0),
+        ts_ms=ts,
+    )
+    return OrderUpdate(order=o, fill=f)
+
+
+def test_fill_qty_when_many_orders_filled_then_bounded_with_the_order_cache_and_late_duplicate_dropped(
+    venue: VenueServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.adapters.binance import BinanceAdapter
+    from engine.adapters.binance import adapter as binance_adapter
+    from tests.adapters.conftest import settings_for
+
+    monkeypatch.setattr(binance_adapter, "_MAX_ORDERS", 5)
+    sent: list[object] = []
+    adapter = BinanceAdapter(settings_for(venue, B), sent.append)
+    updates = [_filled(f"c{i}", f"T{i}", 1000 + i) for i in range(50)]
+    for u in updates:
+        adapter._deliver_order_update(u)
+    assert len(sent) == 50
+    assert len(adapter._orders) == 5 and len(adapter._fill_qty) == 5  # one entry per cached order
+    assert set(adapter._fill_qty) == set(adapter._orders) == {f"c{i}" for i in range(45, 50)}
+    # a late replay of an evicted order's fill: still a duplicate (trade id), not delivered again
+    adapter._deliver_order_update(updates[0])
+    assert len(sent) == 50 and adapter.stats()["duplicate_fills"] == 1
+    assert len(adapter._fill_qty) <= 5

@@ -607,13 +607,23 @@ class BinanceAdapter(ExchangeAdapter):
         return fills
 
     def _remember(self, order: Order) -> Order:
-        self._orders[order.client_order_id] = order
-        self._orders.move_to_end(order.client_order_id)
-        if len(self._orders) > _MAX_ORDERS:
-            for cid in [c for c, o in self._orders.items() if not o.status.is_open][
-                : len(self._orders) - _MAX_ORDERS
-            ]:
-                del self._orders[cid]
+        """Cache ``order`` (most recent last). Beyond ``_MAX_ORDERS`` the oldest closed orders are evicted
+        and with each its delivered fill quantity (``_fill_qty``): a late event for an evicted order is
+        still de-duplicated by its trade id (``_trades``), and reconciliation only looks at cached orders."""
+        cid = order.client_order_id
+        self._orders[cid] = order
+        self._orders.move_to_end(cid)
+        excess = len(self._orders) - _MAX_ORDERS
+        if excess > 0:
+            victims: list[str] = []
+            for c, o in self._orders.items():  # oldest first; stops at the first ``excess`` closed ones
+                if not o.status.is_open:
+                    victims.append(c)
+                    if len(victims) == excess:
+                        break
+            for c in victims:
+                del self._orders[c]
+                self._fill_qty.pop(c, None)
         return order
 
     # ---- account ----------------------------------------------------------------------------------------
@@ -844,7 +854,7 @@ class BinanceAdapter(ExchangeAdapter):
             self._see_trade(key)
             cid = update.order.client_order_id
             self._fill_qty[cid] = self._fill_qty.get(cid, Decimal(0)) + update.fill.qty
-        self._remember(update.order)
+        self._remember(update.order)  # after _fill_qty: an eviction it causes also drops that entry
         self._sink(update)
 
     def _see_trade(self, key: tuple[str, str]) -> None:
