@@ -61,7 +61,7 @@ soak: build
 	$(PY) -m tools.soak --duration-s $${ENGINE_SOAK_S:-864} --out var/soak
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check engine tests benchmarks setup.py
+	$(VENV)/bin/ruff check engine tests benchmarks tools setup.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
