@@ -31,14 +31,13 @@ from typing import Any, ClassVar
 
 from engine import kernels as _kernels_module
 from engine.strategies.base import Bar, Strategy
-from engine.types import Fill, OrderType, Side, Signal, TradeTick, Venue
+from engine.types import Fill, Side, Signal, TradeTick, Venue
 
 __all__ = ["Action", "BarStrategy", "Verdict"]
 
 #: the kernel namespace (its names are set at import time, so the type checker sees ``Any``)
 kernels: Any = _kernels_module
 
-_BPS = Decimal(10_000)
 _ZERO = Decimal(0)
 
 
@@ -77,9 +76,7 @@ class BarStrategy(Strategy):
         super().__init__(params=params, symbols=symbols)
         self._check_known(self.COMMON_PARAMS + self.PARAMS)
         self.bar_ms = self._int("bar_ms", 1_000, lo=1_000, hi=86_400_000)
-        self.stop_bps = self._int("stop_bps", 250, lo=1, hi=5_000)
-        self.take_profit_bps = self._int("take_profit_bps", 500, lo=1, hi=50_000)
-        self.qty = self._decimal("qty", None)
+        self._bracket_params()
         self.configure()
         self._syms: dict[tuple[Venue, str], _Sym] = {
             key: _Sym(bars=kernels.BarBuilder(interval_ms=self.bar_ms), ind=self.make_state())
@@ -154,48 +151,13 @@ class BarStrategy(Strategy):
 
     # ---- internals --------------------------------------------------------------------------------------
 
-    def _close(self, venue: Venue, symbol: str, st: _Sym, why: str) -> Signal:
-        return Signal(
-            venue=venue,
-            symbol=symbol,
-            side=Side.SELL if st.position > 0 else Side.BUY,
-            type=OrderType.MARKET,
-            qty=abs(st.position),
-            reduce_only=True,
-            reason=f"close: {why}",
-            strategy=self.name,
-        )
-
     def _act(self, venue: Venue, symbol: str, st: _Sym, verdict: Verdict) -> list[Signal]:
         if verdict.action is Action.EXIT:
-            return [self._close(venue, symbol, st, verdict.reason)] if st.position != 0 else []
+            if st.position == 0:
+                return []
+            return [self._close_signal(venue, symbol, st.position, verdict.reason)]
         side = verdict.side
         assert side is not None
-        held = st.position * side.sign
-        if held > 0:
+        if st.position * side.sign > 0:  # already in this direction
             return []
-        out: list[Signal] = []
-        if held < 0:
-            out.append(self._close(venue, symbol, st, verdict.reason))
-        stop: Decimal | None = None
-        target: Decimal | None = None
-        price = st.last_price
-        if price is not None:
-            stop_off = price * self.stop_bps / _BPS
-            target_off = price * self.take_profit_bps / _BPS
-            stop = price - stop_off if side is Side.BUY else price + stop_off
-            target = price + target_off if side is Side.BUY else price - target_off
-        out.append(
-            Signal(
-                venue=venue,
-                symbol=symbol,
-                side=side,
-                type=OrderType.MARKET,
-                qty=self.qty,
-                stop_loss=stop,
-                take_profit=target,
-                reason=f"entry: {verdict.reason}",
-                strategy=self.name,
-            )
-        )
-        return out
+        return self._reverse_into(venue, symbol, side, st.position, st.last_price, verdict.reason)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
 
-from engine.types import BookUpdate, Fill, Signal, TradeTick, Venue
+from engine.types import BookUpdate, Fill, OrderType, Side, Signal, TradeTick, Venue
 
 __all__ = [
     "STRATEGIES",
@@ -36,8 +36,11 @@ __all__ = [
     "StrategyParamError",
     "UnknownStrategy",
     "create",
+    "protective_prices",
     "register",
 ]
+
+_BPS = Decimal(10_000)
 
 #: A completed bar, as ``engine.kernels.BarBuilder`` makes them (fields: open_time_ms, close_time_ms,
 #: open, high, low, close, volume, trades, vwap, quote_volume; prices as floats: indicator inputs).
@@ -46,6 +49,16 @@ Bar = Any
 #: ``(venue, symbol) -> the driver's local OrderBook`` of that symbol (``engine.kernels.OrderBook`` API:
 #: ``imbalance(n)``, ``microprice()``, ``tick_size``, ``ticks_to_price``...), or None when it has none.
 BookSource = Callable[[Venue, str], Any]
+
+
+def protective_prices(
+    side: Side, price: Decimal, stop_off: Decimal, target_off: Decimal
+) -> tuple[Decimal, Decimal]:
+    """(stop-loss, take-profit) of an entry on ``side`` at ``price``: ``stop_off`` against it, ``target_off``
+    in its favour."""
+    if side is Side.BUY:
+        return price - stop_off, price + target_off
+    return price + stop_off, price - target_off
 
 
 class StrategyParamError(ValueError):
@@ -157,6 +170,77 @@ class Strategy(ABC):  # noqa: B024 - every hook is optional; the ABC marks the i
         for key in self.params:
             if key not in known:
                 raise StrategyParamError(key, f"unknown parameter (known: {', '.join(sorted(known))})")
+
+    def _bracket_params(self) -> None:
+        """Read ``stop_bps`` (250), ``take_profit_bps`` (500) and ``qty`` (a decimal string; default none:
+        the risk manager sizes entries), the parameters of :meth:`_bps_entry`."""
+        self.stop_bps = self._int("stop_bps", 250, lo=1, hi=5_000)
+        self.take_profit_bps = self._int("take_profit_bps", 500, lo=1, hi=50_000)
+        self.qty = self._decimal("qty", None)
+
+    # ---- signal helpers -------------------------------------------------------------------------------
+
+    def _close_signal(self, venue: Venue, symbol: str, position: Decimal, why: str) -> Signal:
+        """A reduce-only market order closing the signed ``position``."""
+        return Signal(
+            venue=venue,
+            symbol=symbol,
+            side=Side.SELL if position > 0 else Side.BUY,
+            type=OrderType.MARKET,
+            qty=abs(position),
+            reduce_only=True,
+            reason=f"close: {why}",
+            strategy=self.name,
+        )
+
+    def _bps_entry(
+        self,
+        venue: Venue,
+        symbol: str,
+        side: Side,
+        price: Decimal | None,
+        why: str,
+        *,
+        confidence: float = 1.0,
+    ) -> Signal:
+        """A market entry of ``qty`` whose stop-loss and take-profit are ``stop_bps`` / ``take_profit_bps``
+        from ``price`` (none when no price is known); needs :meth:`_bracket_params`."""
+        stop: Decimal | None = None
+        target: Decimal | None = None
+        if price is not None:
+            stop_off = price * self.stop_bps / _BPS
+            target_off = price * self.take_profit_bps / _BPS
+            stop, target = protective_prices(side, price, stop_off, target_off)
+        return Signal(
+            venue=venue,
+            symbol=symbol,
+            side=side,
+            type=OrderType.MARKET,
+            qty=self.qty,
+            stop_loss=stop,
+            take_profit=target,
+            confidence=confidence,
+            reason=f"entry: {why}",
+            strategy=self.name,
+        )
+
+    def _reverse_into(
+        self,
+        venue: Venue,
+        symbol: str,
+        side: Side,
+        position: Decimal,
+        price: Decimal | None,
+        why: str,
+        *,
+        confidence: float = 1.0,
+    ) -> list[Signal]:
+        """Enter ``side`` (:meth:`_bps_entry`), closing ``position`` first when it is the other way."""
+        out: list[Signal] = []
+        if position * side.sign < 0:
+            out.append(self._close_signal(venue, symbol, position, why))
+        out.append(self._bps_entry(venue, symbol, side, price, why, confidence=confidence))
+        return out
 
 
 #: name -> strategy class

@@ -22,14 +22,13 @@ from typing import Any
 
 from engine import kernels as _kernels_module
 from engine.strategies.base import Bar, Strategy, StrategyParamError, register
-from engine.types import Fill, OrderType, Side, Signal, TradeTick, Venue
+from engine.types import Fill, Side, Signal, TradeTick, Venue
 
 __all__ = ["EmaCross"]
 
 #: the kernel namespace (its names are set at import time, so the type checker sees ``Any``)
 kernels: Any = _kernels_module
 
-_BPS = Decimal(10_000)
 _ZERO = Decimal(0)
 
 
@@ -75,9 +74,7 @@ class EmaCross(Strategy):
         if self.rsi_oversold >= self.rsi_overbought:
             raise StrategyParamError("rsi_oversold", "must be below rsi_overbought")
         self.bar_ms = self._int("bar_ms", 1_000, lo=1_000, hi=86_400_000)
-        self.stop_bps = self._int("stop_bps", 250, lo=1, hi=5_000)
-        self.take_profit_bps = self._int("take_profit_bps", 500, lo=1, hi=50_000)
-        self.qty = self._decimal("qty", None)
+        self._bracket_params()
         self._state: dict[tuple[Venue, str], _SymbolState] = {
             key: _SymbolState(
                 bars=kernels.BarBuilder(interval_ms=self.bar_ms),
@@ -145,36 +142,6 @@ class EmaCross(Strategy):
     def _go(self, venue: Venue, symbol: str, st: _SymbolState, side: Side, why: str) -> list[Signal]:
         price = st.last_price
         assert price is not None
-        held = st.position * side.sign  # > 0: already in this direction
-        if held > 0:
+        if st.position * side.sign > 0:  # already in this direction
             return []
-        out: list[Signal] = []
-        if held < 0:
-            out.append(
-                Signal(
-                    venue=venue,
-                    symbol=symbol,
-                    side=side,
-                    type=OrderType.MARKET,
-                    qty=abs(st.position),
-                    reduce_only=True,
-                    reason=f"close: {why}",
-                    strategy=self.name,
-                )
-            )
-        stop_off = price * self.stop_bps / _BPS
-        target_off = price * self.take_profit_bps / _BPS
-        out.append(
-            Signal(
-                venue=venue,
-                symbol=symbol,
-                side=side,
-                type=OrderType.MARKET,
-                qty=self.qty,
-                stop_loss=price - stop_off if side is Side.BUY else price + stop_off,
-                take_profit=price + target_off if side is Side.BUY else price - target_off,
-                reason=f"entry: {why}",
-                strategy=self.name,
-            )
-        )
-        return out
+        return self._reverse_into(venue, symbol, side, st.position, price, why)

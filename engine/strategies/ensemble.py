@@ -48,11 +48,10 @@ from engine.strategies.base import (
     create,
     register,
 )
-from engine.types import BookUpdate, Fill, OrderType, Side, Signal, TradeTick, Venue
+from engine.types import BookUpdate, Fill, Side, Signal, TradeTick, Venue
 
 __all__ = ["Ensemble", "Member", "vote_score"]
 
-_BPS = Decimal(10_000)
 _ZERO = Decimal(0)
 
 
@@ -91,9 +90,7 @@ class Ensemble(Strategy):
         super().__init__(params=params, symbols=symbols)
         self._check_known(self._KNOWN)
         self.threshold = self._float("threshold", 0.5, lo=1e-9, hi=1.0)
-        self.stop_bps = self._int("stop_bps", 250, lo=1, hi=5_000)
-        self.take_profit_bps = self._int("take_profit_bps", 500, lo=1, hi=50_000)
-        self.qty = self._decimal("qty", None)
+        self._bracket_params()
         self.members: tuple[Member, ...] = self._members(self.params.get("members"))
         self.weights = [m.weight for m in self.members]
         self.requires_books = any(m.strategy.requires_books for m in self.members)
@@ -214,44 +211,10 @@ class Ensemble(Strategy):
 
     def _go(self, key: tuple[Venue, str], st: _Sym, side: Side) -> list[Signal]:
         venue, symbol = key
-        held = st.position * side.sign
-        if held > 0 or st.direction == side.sign:
+        if st.position * side.sign > 0 or st.direction == side.sign:
             return []
         st.direction = side.sign
         why = f"vote {st.score:+.3f} (threshold {self.threshold:g})"
-        out: list[Signal] = []
-        if held < 0:
-            out.append(
-                Signal(
-                    venue=venue,
-                    symbol=symbol,
-                    side=side,
-                    type=OrderType.MARKET,
-                    qty=abs(st.position),
-                    reduce_only=True,
-                    reason=f"close: {why}",
-                    strategy=self.name,
-                )
-            )
-        stop: Decimal | None = None
-        target: Decimal | None = None
-        if st.last_price is not None:
-            stop_off = st.last_price * self.stop_bps / _BPS
-            target_off = st.last_price * self.take_profit_bps / _BPS
-            stop = st.last_price - stop_off if side is Side.BUY else st.last_price + stop_off
-            target = st.last_price + target_off if side is Side.BUY else st.last_price - target_off
-        out.append(
-            Signal(
-                venue=venue,
-                symbol=symbol,
-                side=side,
-                type=OrderType.MARKET,
-                qty=self.qty,
-                stop_loss=stop,
-                take_profit=target,
-                confidence=abs(st.score),
-                reason=f"entry: {why}",
-                strategy=self.name,
-            )
+        return self._reverse_into(
+            venue, symbol, side, st.position, st.last_price, why, confidence=abs(st.score)
         )
-        return out

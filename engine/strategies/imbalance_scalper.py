@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from engine.strategies.base import Strategy, StrategyParamError, register
+from engine.strategies.base import Strategy, StrategyParamError, protective_prices, register
 from engine.types import BookUpdate, Fill, OrderType, Side, Signal, Venue
 
 __all__ = ["ImbalanceScalper"]
@@ -143,22 +143,12 @@ class ImbalanceScalper(Strategy):
         }
 
     def _close(self, update: BookUpdate, st: _Sym, why: str) -> Signal:
-        return Signal(
-            venue=update.venue,
-            symbol=update.symbol,
-            side=Side.SELL if st.position > 0 else Side.BUY,
-            type=OrderType.MARKET,
-            qty=abs(st.position),
-            reduce_only=True,
-            reason=f"close: {why}",
-            strategy=self.name,
-        )
+        return self._close_signal(update.venue, update.symbol, st.position, why)
 
     def _enter(
         self, update: BookUpdate, st: _Sym, side: Side, price: Decimal, tick: Decimal, why: str
     ) -> Signal:
-        stop_off = tick * self.stop_ticks
-        target_off = tick * self.take_profit_ticks
+        stop, target = protective_prices(side, price, tick * self.stop_ticks, tick * self.take_profit_ticks)
         return Signal(
             venue=update.venue,
             symbol=update.symbol,
@@ -166,8 +156,8 @@ class ImbalanceScalper(Strategy):
             type=self.order_type,
             qty=self.qty,
             limit_price=price if self.order_type is OrderType.LIMIT else None,
-            stop_loss=price - stop_off if side is Side.BUY else price + stop_off,
-            take_profit=price + target_off if side is Side.BUY else price - target_off,
+            stop_loss=stop,
+            take_profit=target,
             reason=f"entry: {why}",
             strategy=self.name,
         )
