@@ -146,6 +146,7 @@ TRANSITIONS: Final[Mapping[EngineState, frozenset[EngineState]]] = {
 SUBSCRIBER_QUEUE: Final = 1_000
 _HOUSEKEEPING_S: Final = 0.25
 _PENDING_QUERY_AFTER_MS: Final = 3_000
+_FLATTEN_IDS_KEPT = 1_000  # ids of the engine's flattening orders remembered (for audits and tests)
 _LATENCY_SAMPLES: Final = 4_096
 #: A signal repeated within this many seconds is the same delivery (group + parent), not a second ask.
 _DUPLICATE_SIGNAL_S: Final = 0.5
@@ -322,6 +323,8 @@ class TradingEngine:
         self._risk_live = False
         self._jopen = False  # the journal is started and not closed: records go to it
         self._booked: dict[tuple[Venue, str], Side] = {}
+        # the engine's own flattening orders, most recent last (at most _FLATTEN_IDS_KEPT; rare orders)
+        self._flatten_ids: OrderedDict[tuple[Venue, str], None] = OrderedDict()
         self._exit_plans: dict[tuple[Venue, str], _ExitPlan] = {}
         self._trade_open: dict[tuple[Venue, str], Decimal] = {}  # realized - fees when opened
         self._streams: dict[tuple[Venue, str], str] = {}
@@ -961,6 +964,10 @@ class TradingEngine:
         key = (request.venue, request.client_order_id)
         self.oms.on_submit(request, ts_ms=self.now_ms())
         self._booked[key] = request.side
+        if flatten:
+            self._flatten_ids[key] = None
+            while len(self._flatten_ids) > _FLATTEN_IDS_KEPT:
+                self._flatten_ids.popitem(last=False)
         task = asyncio.create_task(
             self._send(request, record, flatten, t0_ns), name=f"send-{request.client_order_id}"
         )
