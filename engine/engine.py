@@ -1609,6 +1609,15 @@ class TradingEngine:
                 "inflight_orders": len(self._inflight),
                 "subscribers": len(self._subscribers),
             },
+            # the engine's own background tasks and every task on the loop (adapters', streams'...)
+            "tasks": {
+                "engine": len(self._tasks)
+                + len(self._inflight)
+                + sum(
+                    1 for t in (self._pump_task, self._housekeeping_task) if t is not None and not t.done()
+                ),
+                "loop": len(asyncio.all_tasks()),
+            },
             "latency_us": {
                 "signal_to_send_p50": _pct(self._lat_signal_to_send, 0.5),
                 "signal_to_send_p99": _pct(self._lat_signal_to_send, 0.99),

@@ -68,3 +68,21 @@ async def test_baseline_when_two_venues_then_start_of_day_equity_counts_both_and
             assert abs(risk.daily_pnl) < D("100"), risk.daily_pnl
         finally:
             await e.stop(reason="test done")
+
+
+async def test_metrics_when_running_then_task_counts_and_queue_sizes_reported(tmp_path: Path) -> None:
+    cfg = load_config(_two_venue_config(tmp_path))
+    async with PaperVenue(tick_ms=20) as paper:
+        e = TradingEngine(
+            config=cfg,
+            settings=to_adapter_settings(cfg, paper.endpoints()),
+            strategy=Quiet(params={}, symbols=((Venue.BINANCE, "BTCUSDT"), (Venue.BYBIT, "BTCUSDT"))),
+        )
+        await e.start()
+        try:
+            m = await e.metrics()
+            tasks = m["tasks"]
+            assert isinstance(tasks, dict) and tasks["loop"] >= tasks["engine"] >= 1
+            assert {"user", "market", "inflight_orders"} <= set(m["queues"])
+        finally:
+            await e.stop(reason="test done")
