@@ -22,7 +22,6 @@ import hmac
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,9 @@ import aiohttp
 import orjson
 
 from engine.strategies.base import Strategy, register
-from engine.types import OrderType, Side, Signal, TradeTick, Venue
+from engine.types import Signal, TradeTick, Venue
+from tests.support import trading
+from tests.support.processes import admin, free_port
 
 __all__ = [
     "ACCOUNTS",
@@ -106,30 +107,8 @@ class ChaosTrader(Strategy):
         ):
             self._resting[trade.venue] = self._resting.get(trade.venue, 0) + 1
             price = (trade.price * D("0.98")).quantize(D("0.1"))
-            return [
-                Signal(
-                    venue=trade.venue,
-                    symbol=trade.symbol,
-                    side=Side.BUY,
-                    type=OrderType.LIMIT,
-                    qty=self.qty,
-                    limit_price=price,
-                    strategy=self.name,
-                    reason="rest",
-                )
-            ]
-        side = Side.BUY if n % 2 == 0 else Side.SELL
-        return [
-            Signal(
-                venue=trade.venue,
-                symbol=trade.symbol,
-                side=side,
-                type=OrderType.MARKET,
-                qty=self.qty,
-                strategy=self.name,
-                reason="flip",
-            )
-        ]
+            return [trading.rest(trade, price, self.qty, self.name)]
+        return [trading.flip(trade, n, self.qty, self.name)]
 
     def state(self) -> dict[str, object]:
         return {"name": self.name, "resting": {v.value: n for v, n in self._resting.items()}}
@@ -202,12 +181,6 @@ def venue_main(argv: Sequence[str]) -> int:
 
     uvloop.run(main())
     return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_file(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -422,20 +395,6 @@ bind = "127.0.0.1:0"
 
 
 # ==================================================================== talking to them
-
-
-async def admin(sock: Path, cmd: str, args: Mapping[str, object] | None = None, timeout: float = 10) -> Any:
-    """One admin-socket request; the reply's ``result`` (AssertionError on ``ok: false``)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(sock), limit=1 << 24), timeout)
-    try:
-        writer.write(orjson.dumps({"id": 1, "cmd": cmd, "args": dict(args or {})}) + b"\n")
-        await writer.drain()
-        reply = orjson.loads(await asyncio.wait_for(reader.readline(), timeout))
-    finally:
-        writer.close()
-    if not reply.get("ok"):
-        raise AssertionError(f"admin {cmd}: {reply}")
-    return reply["result"]
 
 
 async def metrics_of(engine: EngineProc) -> dict[str, Any]:

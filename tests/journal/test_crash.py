@@ -47,7 +47,6 @@ import os
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,12 +59,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from engine.adapters.base import AdapterSettings
 from engine.strategies.base import Strategy, register
-from engine.types import OrderType, Side, Signal, TradeTick, Venue
+from engine.types import Signal, TradeTick, Venue
+from tests.support import trading
+from tests.support.processes import admin, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "crash-test-key"
@@ -102,30 +102,8 @@ class CrashFlipper(Strategy):
         n = next(self._n)
         if n % 3 == 2:
             price = (trade.price * D("0.95")).quantize(D("0.1"))
-            return [
-                Signal(
-                    venue=trade.venue,
-                    symbol=trade.symbol,
-                    side=Side.BUY,
-                    type=OrderType.LIMIT,
-                    qty=self.qty,
-                    limit_price=price,
-                    strategy=self.name,
-                    reason="rest",
-                )
-            ]
-        side = Side.BUY if n % 2 == 0 else Side.SELL
-        return [
-            Signal(
-                venue=trade.venue,
-                symbol=trade.symbol,
-                side=side,
-                type=OrderType.MARKET,
-                qty=self.qty,
-                strategy=self.name,
-                reason="flip",
-            )
-        ]
+            return [trading.rest(trade, price, self.qty, self.name)]
+        return [trading.flip(trade, n, self.qty, self.name)]
 
 
 #: The test venue's Binance limits (its ``[venue.rate_limits]``, announced in its exchangeInfo).
@@ -143,12 +121,6 @@ def child_main(argv: Sequence[str]) -> int:
     from engine.cli import main
 
     return main(list(argv))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _venue_config(tmp: Path, port: int) -> Path:
@@ -202,19 +174,6 @@ max_order_notional = "1000000"
 """,
     )
     return cfg
-
-
-async def _admin(sock: Path, cmd: str) -> Any:
-    reader, writer = await asyncio.open_unix_connection(str(sock))
-    try:
-        writer.write(orjson.dumps({"id": 1, "cmd": cmd, "args": {}}) + b"\n")
-        await writer.drain()
-        reply = orjson.loads(await asyncio.wait_for(reader.readline(), 10))
-    finally:
-        writer.close()
-    if not reply.get("ok"):
-        raise AssertionError(f"admin {cmd}: {reply}")
-    return reply["result"]
 
 
 async def _wait_line(proc: subprocess.Popen[str], pattern: str, timeout: float) -> str | None:
@@ -280,7 +239,7 @@ async def test_engine_when_killed_9_repeatedly_then_no_duplicates_and_state_equa
 ) -> None:
     from engine.adapters.binance import BinanceAdapter
 
-    port = _free_port()
+    port = free_port()
     venue = subprocess.Popen(
         [sys.executable, "-m", "engine", "venue", "--config", str(_venue_config(tmp_path, port))],
         cwd=ROOT,
@@ -357,10 +316,10 @@ async def test_engine_when_killed_9_repeatedly_then_no_duplicates_and_state_equa
         engine = _spawn(_config(tmp_path, port, quiet=True), base_env)
         assert await _wait_line(engine, r"admin socket:", 30) is not None, "the final start failed"
         await _checked(sock, adapter, http, port, engine, stats)
-        status = await _admin(sock, "status")
-        risk = await _admin(sock, "risk")
-        positions = await _admin(sock, "positions")
-        await _admin(sock, "stop")
+        status = await admin(sock, "status")
+        risk = await admin(sock, "risk")
+        positions = await admin(sock, "positions")
+        await admin(sock, "stop")
         assert await asyncio.to_thread(engine.wait, 30) == 0
         summary = await _ledger(tmp_path, adapter, http, port, status, risk, positions)
         elapsed = time.monotonic() - started
@@ -413,7 +372,7 @@ async def _checked(
     """Pause, compare with the venue, resume. A check the engine dies in (an injected crash of an order
     sent before the pause) is not counted; any other failure fails the test."""
     try:
-        await _admin(sock, "pause")
+        await admin(sock, "pause")
         await _check(sock, adapter, http, port, stats)
     except (AssertionError, OSError, TimeoutError, aiohttp.ClientError):
         if await _wait_exit(engine, 0.3):
@@ -422,7 +381,7 @@ async def _checked(
         raise
     stats.checks += 1
     with contextlib.suppress(OSError, AssertionError, TimeoutError):
-        await _admin(sock, "resume")
+        await admin(sock, "resume")
 
 
 async def _check(sock: Path, adapter: Any, http: aiohttp.ClientSession, port: int, stats: Any) -> None:
@@ -431,8 +390,8 @@ async def _check(sock: Path, adapter: Any, http: aiohttp.ClientSession, port: in
     and the engine's PnL baseline is the one it had at its first start."""
     deadline = time.monotonic() + 3.0
     while True:
-        eng_orders = await _admin(sock, "orders")
-        eng_positions = await _admin(sock, "positions")
+        eng_orders = await admin(sock, "orders")
+        eng_positions = await admin(sock, "positions")
         venue_orders = await adapter.open_orders("BTCUSDT")
         venue_positions = [p for p in await adapter.positions() if p.qty]
         venue_ids = [o.client_order_id for o in venue_orders]
@@ -454,7 +413,7 @@ async def _check(sock: Path, adapter: Any, http: aiohttp.ClientSession, port: in
         sorted(set(venue_ids) - eng_open),
     )
     assert eng_pos == ven_pos, ("positions differ (engine, venue)", eng_pos, ven_pos)
-    risk = await _admin(sock, "risk")
+    risk = await admin(sock, "risk")
     sod = risk.get("start_of_day_equity") or None
     if stats.baseline is None:
         stats.baseline = sod
