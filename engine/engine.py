@@ -321,6 +321,10 @@ class TradingEngine:
 
         self._strategies_live = False
         self._risk_live = False
+        # set by _recover once the journal's risk state is restored: equity reaches the risk manager only
+        # after that, or a balance arriving during start-up would set a fresh start-of-day equity (and
+        # journal it) before the restore, and a kill at that moment would reset the PnL baseline
+        self._risk_restored = False
         self._jopen = False  # the journal is started and not closed: records go to it
         self._booked: dict[tuple[Venue, str], Side] = {}
         # the engine's own flattening orders, most recent last (at most _FLATTEN_IDS_KEPT; rare orders)
@@ -509,6 +513,7 @@ class TradingEngine:
                 if rec.irreconcilable:
                     problems.append(f"{venue.value}: {len(rec.irreconcilable)} irreconcilable differences")
         self._sync_risk_from_oms()
+        self._risk_restored = True
         self._check_equity()
         return "; ".join(problems), latched
 
@@ -828,7 +833,7 @@ class TradingEngine:
     # ================================================================ equity and risk triggers
 
     def _check_equity(self) -> None:
-        if self._risk is None or not self._balances_complete():
+        if self._risk is None or not self._risk_restored or not self._balances_complete():
             # equity is unknown until every configured venue's balances arrived: a start-of-day equity
             # or high-water mark taken on one venue's balance would count the others' as a day's PnL
             return

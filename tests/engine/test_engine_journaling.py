@@ -66,6 +66,41 @@ async def test_equity_when_new_high_water_mark_then_risk_state_saved_at_once(tmp
         assert len(_saved_risk_states(path)) == before + 1
 
 
+async def test_equity_when_risk_state_not_yet_restored_then_neither_fed_to_risk_nor_journaled(
+    tmp_path: Path,
+) -> None:
+    # during start-up a balance can reach the engine before recovery restored the journal's risk state;
+    # feeding it then would set a fresh start-of-day equity and journal it, and a kill at that moment
+    # would reset the PnL baseline on the next start (seen once in the 50-kill crash test)
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    async with engine_on_venue(tmp_path, journal=journal) as h:
+        e = h.engine
+        e._last_timer_ms = 2**62  # keep the once-a-second housekeeping save out of this test
+        e._risk_restored = False  # as before _recover() has restored the journal's risk state
+        baseline = e.risk_manager.baseline
+        before = len(_saved_risk_states(path))
+        higher = BALANCE + D("250")
+        e.oms.on_balance(
+            Balance(
+                venue=Venue.BINANCE,
+                asset="USDT",
+                wallet_balance=higher,
+                available_balance=higher,
+                unrealized_pnl=D(0),
+                ts_ms=e.now_ms(),
+            )
+        )
+        e._check_equity()
+        await journal.flush()
+        assert e.risk_manager.baseline == baseline
+        assert len(_saved_risk_states(path)) == before
+        e._risk_restored = True  # once restored, the same equity moves the high-water mark
+        e._check_equity()
+        await journal.flush()
+        assert D(_saved_risk_states(path)[-1]["high_water_mark"]) == higher
+
+
 async def test_stop_loss_when_placed_then_intent_holds_the_exact_request(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.sqlite")
     async with engine_on_venue(tmp_path, risk={"max_order_notional": "50000"}, journal=journal) as h:
