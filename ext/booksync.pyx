@@ -783,6 +783,12 @@ cdef class _SyncBase:
     cdef int _from_bytes(self, object raw) except -1:
         raise NotImplementedError  # each venue's machine scans its own frame shape
 
+    def on_bytes(self, raw: object) -> int:
+        """One raw WS frame, scanned without a Python object per level: Binance a bare depthUpdate or a
+        combined-stream envelope (as ``on_event``), Bybit an ``orderbook.{depth}.{symbol}`` message (as
+        ``on_message``). Returns APPLIED, STALE, GAP or BUFFERED."""
+        return self._from_bytes(raw)
+
     def on_bytes_touch(self, raw: object) -> tuple | None:
         """``on_bytes`` and the new touch in one call: the hot path's single call per frame.
 
@@ -979,10 +985,6 @@ cdef class BinanceBookSync(_SyncBase):
             if p == NULL or done:
                 return p
 
-    def on_bytes(self, raw: object) -> int:
-        """One raw WS frame (bare depthUpdate or combined-stream envelope): as ``on_event``."""
-        return self._from_bytes(raw)
-
     cdef int _from_bytes(self, object raw) except -1:
         cdef cptr p
         cdef cptr e
@@ -1121,10 +1123,6 @@ cdef class BybitBookSync(_SyncBase):
             p = _after_member(p, e, &done)
             if p == NULL or done:
                 return p
-
-    def on_bytes(self, raw: object) -> int:
-        """One raw WS frame of an ``orderbook.{depth}.{symbol}`` topic: as ``on_message``."""
-        return self._from_bytes(raw)
 
     cdef int _from_bytes(self, object raw) except -1:
         cdef cptr p
