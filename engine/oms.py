@@ -42,6 +42,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from enum import StrEnum
 from typing import Final
 
+from engine.bounded import SeenKeys
 from engine.types import (
     Balance,
     BalanceUpdate,
@@ -547,38 +548,6 @@ class _Exits:
 # ---- bounded memory of keys ---------------------------------------------------------------------------
 
 
-class _BoundedSet:
-    """A set that forgets its oldest members beyond ``limit`` (dedup memory for weeks of fills).
-
-    Each member is added with the event time it belongs to; ``floor_ms`` is the latest event time of a
-    forgotten member. An event at or before ``floor_ms`` that is not a member may be one that was
-    forgotten: :meth:`forgotten` says so, and the caller treats it as already seen (stale), never as new.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._d: OrderedDict[object, int] = OrderedDict()
-        self.floor_ms = -1  # nothing forgotten yet
-        self.evicted = 0
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._d
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def add(self, item: object, ts_ms: int) -> None:
-        self._d[item] = ts_ms
-        if len(self._d) > self._limit:
-            _, old_ts = self._d.popitem(last=False)
-            self.evicted += 1
-            self.floor_ms = max(self.floor_ms, old_ts)
-
-    def forgotten(self, item: object, ts_ms: int) -> bool:
-        """``item`` (of event time ``ts_ms``) is not remembered but may have been, before eviction."""
-        return item not in self._d and ts_ms <= self.floor_ms
-
-
 # ---- the manager --------------------------------------------------------------------------------------
 
 
@@ -591,16 +560,19 @@ class OrderManager:
         settle_asset: str = "USDT",
         position_grace_ms: int = 3_000,
         entry_tolerance: Decimal = Decimal("0.00001"),
-        max_closed_orders: int = 10_000,
+        max_closed_orders: int = 1_000,
         dedup_memory: int = 100_000,
         retired_memory: int = 50_000,
     ) -> None:
-        """Memory bounds (a process runs for weeks): ``max_closed_orders`` terminal orders are kept whole
-        (queries, the admin socket); beyond it the oldest is forgotten and only its key is remembered, in
-        ``retired_memory`` keys (about 150 bytes each); ``dedup_memory`` fill ids (about 250 bytes each)
-        guard against double counting. Past those bounds an event older than the newest forgotten entry
-        is treated as stale (``orders_beyond_memory`` / ``fills_beyond_memory``), never as new: the
-        venue's positions, reconciled, stay the truth."""
+        """Memory bounds (a process runs for weeks; the journal keeps the full history): the last
+        ``max_closed_orders`` terminal orders are kept whole (queries, the admin socket); beyond it the
+        oldest is forgotten and only its key's fingerprint is remembered, in a ring of ``retired_memory``
+        (:class:`engine.bounded.SeenKeys`, about 80 bytes a key); ``dedup_memory`` fill ids (the same) guard
+        against double counting. Past those bounds an event older than the newest forgotten entry is
+        treated as stale (``orders_beyond_memory`` / ``fills_beyond_memory``), never as new: the venue's
+        positions, reconciled, stay the truth. The whole-order cache fills within minutes at a busy
+        strategy's rate; after that memory grows by about 80 bytes a fill and a retired order until the
+        rings are full (about 12 MB at the defaults); ``make soak`` checks the line stays flat."""
         if position_grace_ms < 0 or max_closed_orders < 0 or dedup_memory < 1 or retired_memory < 1:
             raise ValueError(
                 "position_grace_ms and max_closed_orders must be >= 0, dedup_memory and retired_memory >= 1"
@@ -612,8 +584,8 @@ class OrderManager:
         self._orders: dict[OrderKey, TrackedOrder] = {}
         self._open: dict[tuple[Venue, str], dict[str, None]] = {}  # (venue, symbol) -> open client ids
         self._closed_fifo: OrderedDict[OrderKey, None] = OrderedDict()  # terminal orders, oldest first
-        self._retired = _BoundedSet(retired_memory)  # terminal orders forgotten: late events are stale
-        self._fills_seen = _BoundedSet(dedup_memory)
+        self._retired = SeenKeys(retired_memory)  # terminal orders forgotten: late events are stale
+        self._fills_seen = SeenKeys(dedup_memory)
         self._positions: dict[PosKey, _Pos] = {}
         self._marks: dict[tuple[Venue, str], Decimal] = {}
         self._balances: dict[tuple[Venue, str], Balance] = {}

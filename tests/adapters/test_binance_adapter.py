@@ -178,3 +178,29 @@ def test_fill_qty_when_many_orders_filled_then_bounded_with_the_order_cache_and_
     adapter._deliver_order_update(updates[0])
     assert len(sent) == 50 and adapter.stats()["duplicate_fills"] == 1
     assert len(adapter._fill_qty) <= 5
+
+
+def test_order_cache_when_over_bound_then_a_closed_order_with_fills_owed_outlives_settled_ones(
+    venue: VenueServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from engine.adapters.binance import BinanceAdapter
+    from engine.adapters.binance import adapter as binance_adapter
+    from tests.adapters.conftest import settings_for
+
+    monkeypatch.setattr(binance_adapter, "_MAX_ORDERS", 3)
+    adapter = BinanceAdapter(settings_for(venue, B), [].append)
+    owed = _filled("owed", "T-owed", 999).order  # FILLED in a REST answer; its stream fill not yet seen
+    adapter._remember(owed)
+    opened = _filled("open", "T-open", 999).order
+    adapter._remember(dataclasses.replace(opened, status=OrderStatus.NEW, filled_qty=D(0)))
+    for i in range(6):
+        adapter._deliver_order_update(_filled(f"c{i}", f"T{i}", 1000 + i))
+    # the settled ones go first, oldest first; the open order and the one with a fill owed stay
+    assert list(adapter._orders) == ["owed", "open", "c5"]
+    adapter._remember(dataclasses.replace(owed, client_order_id="owed2"))  # c5, settled, goes
+    assert list(adapter._orders) == ["owed", "open", "owed2"]
+    # only orders with fills owed left to evict: the oldest of them goes (the bound holds)
+    adapter._remember(dataclasses.replace(owed, client_order_id="owed3"))
+    assert list(adapter._orders) == ["open", "owed2", "owed3"]

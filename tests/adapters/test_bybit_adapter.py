@@ -24,6 +24,7 @@ from engine.types import (
     BookHealth,
     FundingPayment,
     MarketEvent,
+    Order,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -487,3 +488,36 @@ async def test_ws_drop_when_fill_during_outage_then_reconciled_fill(
     assert final.status is OrderStatus.FILLED and final.filled_qty == D("0.010")
     assert adapter.stats()["duplicate_fills"] == 0
     assert not any(isinstance(e, FundingPayment) for e in events)
+
+
+def test_order_table_when_over_bound_then_closed_orders_evicted_oldest_first_and_open_ones_never(
+    venue: VenueServer,
+) -> None:
+    import dataclasses
+
+    adapter = BybitAdapter(settings_for(venue), [].append, max_tracked_orders=3)
+    base = Order(
+        venue=Venue.BYBIT,
+        symbol=SYMBOL,
+        client_order_id="o0",
+        venue_order_id="v0",
+        side=Side.BUY,
+        type=OrderType.LIMIT,
+        tif=TimeInForce.GTC,
+        qty=Decimal("0.010"),
+        price=Decimal("60000"),
+        filled_qty=Decimal(0),
+        avg_price=None,
+        status=OrderStatus.NEW,
+        reduce_only=False,
+        position_side=PositionSide.BOTH,
+        trigger_price=None,
+        ts_ms=1,
+    )
+    for i in range(5):  # five open orders: more than the bound, all kept
+        adapter._store(dataclasses.replace(base, client_order_id=f"o{i}"))
+    adapter._store(dataclasses.replace(base, client_order_id="c0", status=OrderStatus.CANCELED))
+    assert list(adapter._orders) == ["o0", "o1", "o2", "o3", "o4"]  # the closed one made room for itself
+    adapter._store(dataclasses.replace(base, client_order_id="o1", status=OrderStatus.CANCELED))
+    adapter._store(dataclasses.replace(base, client_order_id="o5"))
+    assert list(adapter._orders) == ["o0", "o2", "o3", "o4", "o5"]  # the oldest closed one went

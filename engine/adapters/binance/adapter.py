@@ -53,6 +53,7 @@ from engine.adapters.common.books import BookManager, BookWatchdog
 from engine.adapters.common.clock import VenueClock
 from engine.adapters.common.ratelimit import RateLimiter, RateLimitRules
 from engine.adapters.common.wsconn import WsConnection
+from engine.bounded import SeenKeys
 from engine.errors import (
     MalformedMessage,
     OrderRejected,
@@ -86,8 +87,9 @@ __all__ = ["BinanceAdapter"]
 log = logging.getLogger("engine.adapters.binance")
 
 _CONDITIONAL = frozenset({OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET})
-_MAX_ORDERS = 10_000  # order cache bound: the oldest closed orders are evicted first
-_MAX_TRADES = 50_000  # de-duplication window of trade ids
+_ZERO = Decimal(0)
+_MAX_ORDERS = 1_000  # order cache bound: the oldest closed, fully delivered orders are evicted first
+_MAX_TRADES = 50_000  # de-duplication window of trade ids (fingerprints, about 80 bytes each)
 
 
 class BinanceAdapter(ExchangeAdapter):
@@ -132,7 +134,7 @@ class BinanceAdapter(ExchangeAdapter):
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._orders: OrderedDict[str, Order] = OrderedDict()
-        self._trades: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._trades = SeenKeys(_MAX_TRADES)  # (symbol, trade id) of every fill delivered
         self._fill_qty: dict[str, Decimal] = {}  # client id -> quantity delivered as Fill events
         self._positions: dict[tuple[str, PositionSide], Position] = {}
         self._balances: dict[str, Balance] = {}
@@ -607,20 +609,29 @@ class BinanceAdapter(ExchangeAdapter):
         return fills
 
     def _remember(self, order: Order) -> Order:
-        """Cache ``order`` (most recent last). Beyond ``_MAX_ORDERS`` the oldest closed orders are evicted
-        and with each its delivered fill quantity (``_fill_qty``): a late event for an evicted order is
-        still de-duplicated by its trade id (``_trades``), and reconciliation only looks at cached orders."""
+        """Cache ``order`` (most recent last). Beyond ``_MAX_ORDERS`` the oldest closed orders are evicted,
+        those whose fills were all delivered first (a closed order with fills still owed, e.g. filled in a
+        REST answer before its stream event, waits for them or for reconciliation's backfill, unless only
+        such orders are left), and with each its delivered fill quantity (``_fill_qty``): a late event for
+        an evicted order is still de-duplicated by its trade id (``_trades``). Open orders stay."""
         cid = order.client_order_id
         self._orders[cid] = order
         self._orders.move_to_end(cid)
         excess = len(self._orders) - _MAX_ORDERS
         if excess > 0:
             victims: list[str] = []
-            for c, o in self._orders.items():  # oldest first; stops at the first ``excess`` closed ones
-                if not o.status.is_open:
+            owed: list[str] = []
+            for c, o in self._orders.items():  # oldest first; stops at the first ``excess`` settled ones
+                if o.status.is_open:
+                    continue
+                if o.type in _CONDITIONAL or o.filled_qty <= self._fill_qty.get(c, _ZERO):
                     victims.append(c)
                     if len(victims) == excess:
                         break
+                else:
+                    owed.append(c)
+            else:
+                victims += owed[: excess - len(victims)]
             for c in victims:
                 del self._orders[c]
                 self._fill_qty.pop(c, None)
@@ -858,9 +869,7 @@ class BinanceAdapter(ExchangeAdapter):
         self._sink(update)
 
     def _see_trade(self, key: tuple[str, str]) -> None:
-        self._trades[key] = None
-        if len(self._trades) > _MAX_TRADES:
-            self._trades.popitem(last=False)
+        self._trades.add(key)
 
     async def _keepalive_loop(self) -> None:
         while True:

@@ -22,9 +22,10 @@ over REST: executions since the last one seen, the orders it knew as open and th
 positions and balances; differences are emitted, so a fill that happened while the stream was down
 still reaches the engine.
 
-Bounded state: the order table keeps at most ``max_tracked_orders`` orders (closed ones are evicted
-first, oldest first); the execution-id set keeps the last ``max_seen_executions`` ids (oldest evicted;
-an execution older than that cannot come back, reconciliation only looks back to the last one seen).
+Bounded state: the order table keeps its open orders and at most ``max_tracked_orders`` in all (closed
+ones are evicted, oldest first; open ones never: the venue caps how many there can be); the execution-id
+memory keeps the last ``max_seen_executions`` ids (oldest evicted; an execution older than that cannot
+come back, reconciliation only looks back to the last one seen).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ from engine.adapters.bybit.ws import BybitPrivateStream, BybitPublicStream
 from engine.adapters.common.books import BookManager, BookWatchdog
 from engine.adapters.common.clock import VenueClock
 from engine.adapters.common.ratelimit import RateLimiter
+from engine.bounded import SeenKeys
 from engine.errors import (
     EngineError,
     MalformedMessage,
@@ -127,7 +129,7 @@ class BybitAdapter(ExchangeAdapter):
         book_depth: int = BOOK_DEPTH,
         stall_after_s: float | None = None,
         rest_workers: int = 4,
-        max_tracked_orders: int = 10_000,
+        max_tracked_orders: int = 1_000,
         max_seen_executions: int = 50_000,
         place_retries: int = 2,
         retry_delay_s: float = 0.05,
@@ -148,8 +150,7 @@ class BybitAdapter(ExchangeAdapter):
         self._tickers: dict[str, TickerState] = {s: TickerState(s) for s in self._symbols}
         self._orders: OrderedDict[str, Order] = OrderedDict()
         self._max_orders = max_tracked_orders
-        self._seen_exec: OrderedDict[str, None] = OrderedDict()
-        self._max_seen = max_seen_executions
+        self._seen_exec = SeenKeys(max_seen_executions)  # execution ids (fingerprints, ~80 bytes each)
         self._last_exec_ms = 0
         self._exec_floor_ms = 0  # set when the private stream first comes up
         self._positions: dict[tuple[str, PositionSide], Position] = {}
@@ -783,9 +784,10 @@ class BybitAdapter(ExchangeAdapter):
     def _store(self, order: Order) -> None:
         orders = self._orders
         orders[order.client_order_id or f"id:{order.venue_order_id}"] = order
-        if len(orders) > self._max_orders:
+        if len(orders) > self._max_orders:  # the oldest closed order goes; open ones are never evicted
             victim = next((k for k, o in orders.items() if not o.status.is_open), None)
-            orders.pop(victim if victim is not None else next(iter(orders)))
+            if victim is not None:
+                del orders[victim]
 
     def _apply_order(self, order: Order, *, emit: bool = True) -> None:
         key = order.client_order_id or f"id:{order.venue_order_id}"
@@ -828,9 +830,7 @@ class BybitAdapter(ExchangeAdapter):
         if fill.trade_id in self._seen_exec:
             self._counters["duplicate_fills"] += 1
             return
-        self._seen_exec[fill.trade_id] = None
-        if len(self._seen_exec) > self._max_seen:
-            self._seen_exec.popitem(last=False)
+        self._seen_exec.add(fill.trade_id, fill.ts_ms)
         self._last_exec_ms = max(self._last_exec_ms, fill.ts_ms)
         self._counters["fills"] += 1
         order = self._order_after_fill(known, fill, entry)
