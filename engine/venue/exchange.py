@@ -1074,6 +1074,7 @@ class Exchange:
         sym.conditionals.pop(vo.order_id, None)
         vo.status = OrderStatus.TRIGGERED
         vo.updated_ms = now
+        vo.triggered_ms = now
         self._order_event(order, None, now)
         closable = self._closable_lots(acct, sym, vo.position_side, order.is_buy)
         if vo.close_position:

@@ -204,6 +204,7 @@ class VenueOrder:
     created_ms: int = 0
     updated_ms: int = 0
     expire_reason: str = ""  # why EXPIRED / CANCELED by the venue (e.g. "IOC", "POST_ONLY", "REDUCE_ONLY")
+    triggered_ms: int = 0  # a conditional order: when its trigger fired (0: not triggered)
 
     def snapshot(self) -> VenueOrder:
         return replace(self)

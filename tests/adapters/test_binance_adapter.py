@@ -8,14 +8,19 @@ import time
 from decimal import Decimal
 
 import aiohttp
+import orjson
 import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
 
 from engine.adapters.binance.constants import rate_limits
+from engine.adapters.binance.ws import private_stream_url
 from engine.errors import RateLimited
 from engine.types import OrderStatus, OrderType, OrderUpdate, Side, TriggerBy, Venue
+from engine.venue import model as vm
 from engine.venue.ratelimit import BinanceLimits
 from engine.venue.server import VenueConfig, VenueServer
-from tests.adapters.conftest import AdapterFactory
+from tests.adapters.conftest import KEY, AdapterFactory
 from tests.adapters.test_adapter_contract import eventually, request, venue_open_orders
 
 D = Decimal
@@ -93,6 +98,115 @@ async def test_stop_market_when_placed_then_algo_order_listed_and_cancelled(
     assert [o.client_order_id for o in await adapter.open_orders("BTCUSDT")] == [req.client_order_id]
     cancelled = await adapter.cancel_order("BTCUSDT", client_order_id=req.client_order_id)
     assert cancelled.status is OrderStatus.CANCELED and venue_open_orders(venue) == []
+
+
+async def _record(ws: ClientConnection, frames: list[bytes]) -> None:
+    async for message in ws:
+        frames.append(message if isinstance(message, bytes) else message.encode())
+
+
+async def test_stop_market_when_triggered_and_filled_while_user_stream_down_then_fill_backfilled_once(
+    adapter_factory: AdapterFactory, venue: VenueServer
+) -> None:
+    """A reduce-only STOP_MARKET triggers and fills while the adapter's user stream is down: on reconnect,
+    reconciliation finds the algo order FINISHED and backfills its fill from ``userTrades`` under the
+    order its trigger created (``actualOrderId``), with the venue's trade id, qty, price and fee, once.
+    The stream's own frames of that execution (recorded on a second connection to the same listenKey)
+    replayed afterwards, and another reconciliation, deliver nothing more."""
+    adapter, events = await adapter_factory(B)
+    entry = request(B, Side.BUY, "0.010")
+    await adapter.place_order(entry)
+    await eventually(
+        lambda: any(
+            u.fill for u in events.of(OrderUpdate) if u.order.client_order_id == entry.client_order_id
+        ),
+        what="entry filled",
+    )
+    key = adapter._listen_key
+    private = adapter._private_ws
+    assert key is not None and private is not None
+    frames: list[bytes] = []
+    async with websockets.connect(private_stream_url(venue.ws_url, key)) as recorder:
+        reader = asyncio.create_task(_record(recorder, frames))
+        await private.stop()  # the adapter's user stream is down from here
+        core = venue.core
+        trigger = core.mark("BTCUSDT").last_price - D("5")
+        stop = request(
+            B,
+            Side.SELL,
+            "0.010",
+            type=OrderType.STOP_MARKET,
+            trigger_price=trigger,
+            trigger_by=TriggerBy.LAST,
+            reduce_only=True,
+        )
+        assert (await adapter.place_order(stop)).status is OrderStatus.UNTRIGGERED
+        # another account sells through the bids to below the trigger: the last price crosses it, the
+        # stop fires and its market sell fills, all on the venue
+        core.add_account(api_key="mover", api_secret="mover-secret", deposit=D("10000000"))
+        core.place_order(
+            "mover",
+            vm.OrderRequest(
+                symbol="BTCUSDT",
+                side=vm.Side.SELL,
+                type=vm.OrderType.LIMIT,
+                tif=vm.TimeInForce.IOC,
+                price=trigger - D("2"),
+                qty=D("100"),
+            ),
+        )
+        algo = core.get_order(KEY, "BTCUSDT", client_order_id=stop.client_order_id)
+        assert algo.status is vm.OrderStatus.FILLED and algo.filled_qty == D("0.010")
+        trades = [f for f in core.fills(KEY, "BTCUSDT") if f.client_order_id == stop.client_order_id]
+        assert len(trades) == 1 and trades[0].order_id == algo.order_id
+        trade = trades[0]
+        await eventually(lambda: any(b'"x":"TRADE"' in f for f in frames), what="the stream's frames")
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+    def fills() -> list[OrderUpdate]:
+        return [
+            u for u in events.of(OrderUpdate) if u.order.client_order_id == stop.client_order_id and u.fill
+        ]
+
+    assert fills() == []  # nothing reached the adapter while its stream was down
+    reconciles = adapter.stats()["reconciles"]
+    private.start()  # the stream is back: reconnected, reconciled
+    await eventually(lambda: adapter.stats()["reconciles"] > reconciles, what="reconciled")
+    await eventually(lambda: bool(fills()), what="stop fill backfilled")
+    got = fills()
+    assert len(got) == 1
+    fill = got[0].fill
+    assert fill is not None
+    assert (fill.trade_id, fill.qty, fill.price, fill.fee, fill.fee_asset, fill.side) == (
+        str(trade.trade_id),
+        trade.qty,
+        trade.price,
+        trade.fee,
+        "USDT",
+        Side.SELL,
+    )
+    assert fill.realized_pnl == trade.realized_pnl and fill.venue_order_id == str(trade.order_id)
+    assert got[0].order.status is OrderStatus.FILLED and got[0].order.filled_qty == D("0.010")
+    assert adapter.stats()["reconciled_fills"] >= 1
+
+    # the venue named the actual order in its ALGO_UPDATE (``ai``) too
+    algo_updates = [orjson.loads(f)["o"] for f in frames if b'"e":"ALGO_UPDATE"' in f]
+    assert [u["ai"] for u in algo_updates if u["X"] == "TRIGGERED"] == [str(algo.order_id)]
+    # replay: the stream's frames of that execution arrive late, then another reconciliation runs
+    duplicates = adapter.stats()["duplicate_fills"]
+    for frame in frames:
+        if b'"e":"ORDER_TRADE_UPDATE"' in frame or b'"e":"ALGO_UPDATE"' in frame:
+            adapter._on_private(frame, time.monotonic_ns())
+    assert adapter.stats()["duplicate_fills"] == duplicates + 1
+    reconciles = adapter.stats()["reconciles"]
+    await private.reconnect("test")
+    await eventually(lambda: adapter.stats()["reconciles"] > reconciles, what="reconciled again")
+    async with adapter._reconcile_lock:  # held while a reconciliation runs: this one is over
+        assert len(fills()) == 1
+    by_cid = await adapter.order_fills("BTCUSDT", client_order_id=stop.client_order_id)
+    assert [f.trade_id for f in by_cid] == [str(trade.trade_id)]
 
 
 _HIGH_LIMITS = BinanceLimits(weight_per_minute=1_000_000, orders_per_10s=100_000, orders_per_minute=1_000_000)

@@ -101,9 +101,20 @@ def test_liquidation_when_wrapped_then_unwrapped_and_calculated_is_a_fill() -> N
 
 
 def test_algo_update_when_triggered_then_working_order() -> None:
-    update = parsing.algo_update(parsing.unwrap(load("user_algo_update_triggered_wrapped.json")))
+    event = parsing.unwrap(load("user_algo_update_triggered_wrapped.json"))
+    update = parsing.algo_update(event)
     assert update.order.type is OrderType.STOP_MARKET and update.order.status is OrderStatus.NEW
     assert update.order.trigger_price == D("0.13855")
+    assert parsing.actual_order_id(event["o"], "ai") == "88937381063"  # the order the trigger created
+
+
+def test_actual_order_id_when_absent_empty_or_garbage_then_empty_or_malformed() -> None:
+    assert parsing.actual_order_id({}) == ""
+    assert parsing.actual_order_id({"actualOrderId": ""}) == ""
+    assert parsing.actual_order_id({"actualOrderId": 0}) == ""
+    assert parsing.actual_order_id({"actualOrderId": 123}) == "123"
+    with pytest.raises(MalformedMessage):
+        parsing.actual_order_id({"actualOrderId": "12a"})
 
 
 def test_account_update_when_hedge_positions_then_signed_and_carried_fields() -> None:

@@ -191,6 +191,7 @@ async def test_stop_market_when_sent_through_algo_order_then_triggers_on_mark_an
         and algo["algoStatus"] == "NEW"
         and algo["triggerPrice"] == "59900.00"
     )
+    assert (algo["actualOrderId"], algo["triggerTime"]) == ("", 0)  # no order created before the trigger
     listed = await client.futures_get_open_orders(symbol="BTCUSDT", conditional=True)
     assert [a["algoId"] for a in listed] == [algo["algoId"]]
     source = venue.core.source("BTCUSDT")  # type: ignore[attr-defined]
@@ -206,6 +207,13 @@ async def test_stop_market_when_sent_through_algo_order_then_triggers_on_mark_an
             break
         await asyncio.sleep(0.02)
     assert got["algoStatus"] == "FINISHED" and got["executedQty"] == "0.010"
+    # the order the trigger created: its trades (and ORDER_TRADE_UPDATE frames) carry this order id
+    actual = got["actualOrderId"]
+    assert isinstance(actual, str) and actual.isdigit() and got["triggerTime"] > 0
+    trades = await client.futures_account_trades(symbol="BTCUSDT", orderId=int(actual))
+    assert [(t["orderId"], t["side"], t["qty"]) for t in trades] == [(int(actual), "SELL", "0.010")]
+    everything = await client.futures_account_trades(symbol="BTCUSDT")
+    assert len(everything) == 2  # the entry's trade too: ``orderId`` selects one order's
     positions = await client.futures_position_information(symbol="BTCUSDT")
     assert positions == []  # v3 lists only symbols with a position or open orders
 

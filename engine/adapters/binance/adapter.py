@@ -9,6 +9,10 @@
   every ``listen_key_keepalive_s``, recreated on ``listenKeyExpired`` / -1125; after any gap (reconnect,
   expiry) open orders, fills (``userTrades``), positions and balances are reconciled over REST and the
   differences delivered as events, so no fill is missed. Fills are de-duplicated by trade id.
+- Conditional orders (STOP_MARKET / TAKE_PROFIT_MARKET) go through the algo service (``/fapi/v1/algoOrder``);
+  once triggered, their executions belong to the order the trigger created (``actualOrderId``, ALGO_UPDATE
+  ``ai``): kept per client id, so reconciliation backfills a triggered order's missed fills from
+  ``userTrades`` under that id.
 - Orders: rounded to the instrument grid, min notional checked locally, client id = the request's;
   after a time-out or 5xx the order is looked up by client id before anything is sent again.
 
@@ -136,6 +140,9 @@ class BinanceAdapter(ExchangeAdapter):
         self._orders: OrderedDict[str, Order] = OrderedDict()
         self._trades = SeenKeys(_MAX_TRADES)  # (symbol, trade id) of every fill delivered
         self._fill_qty: dict[str, Decimal] = {}  # client id -> quantity delivered as Fill events
+        # client id of a cached, triggered conditional order -> the order its trigger created (its fills'
+        # order id); bounded with the order cache (an entry leaves with its order)
+        self._actual_ids: dict[str, str] = {}
         self._positions: dict[tuple[str, PositionSide], Position] = {}
         self._balances: dict[str, Balance] = {}
         self._marks: dict[str, Decimal] = {}
@@ -436,9 +443,9 @@ class BinanceAdapter(ExchangeAdapter):
                     raise
                 self.counters["orders_adopted"] += 1
                 return existing
-        order = parsing.algo_order(result) if conditional else parsing.order(result)
-        self._remember(order)
-        return order
+        if conditional:
+            return self._remember_algo(result)
+        return self._remember(parsing.order(result))
 
     async def _lookup_after_unknown(self, symbol: str, client_order_id: str) -> Order | None:
         """Ask the venue for an order whose placement outcome is unknown; retried until it answers."""
@@ -482,7 +489,7 @@ class BinanceAdapter(ExchangeAdapter):
                     symbol=symbol,
                     clientAlgoId=client_order_id,
                 )
-                return self._remember(parsing.algo_order(data))
+                return self._remember_algo(data)
             except OrderRejected as exc:
                 if exc.reason != "unknown_order":
                     raise
@@ -571,8 +578,11 @@ class BinanceAdapter(ExchangeAdapter):
             conditional=True,
             **kwargs,
         )
-        orders = [parsing.order(r) for r in rows] + [parsing.algo_order(r) for r in algos]
-        return [self._remember(o) for o in orders]
+        orders = [parsing.order(r) for r in rows]
+        conditional = [(parsing.algo_order(r), parsing.actual_order_id(r)) for r in algos]
+        return [self._remember(o) for o in orders] + [
+            self._remember(o, actual_order_id=actual) for o, actual in conditional
+        ]
 
     async def order_fills(
         self, symbol: str, *, client_order_id: str | None = None, venue_order_id: str | None = None
@@ -580,17 +590,27 @@ class BinanceAdapter(ExchangeAdapter):
         """``GET /fapi/v1/userTrades?symbol=&orderId=``. The trades name the venue order id only: with just
         a client id the order is looked up first (unknown -> no fills); with just a venue id the fills'
         client id is "" (the OMS names such fills by the venue id). A conditional (algo) order's trades
-        belong to the order it triggered, not to its algo id: for one known as conditional the answer is
-        empty (its algo id is not an order id to ask about)."""
-        if client_order_id is not None and self._is_conditional(client_order_id):
-            return []
+        belong to the order its trigger created (``actualOrderId``), not to its algo id: for one known as
+        conditional (or found so by the look-up) they are asked under that id, none while it never
+        triggered; a given venue id is taken as an order id, never as an algo id."""
+        if client_order_id is not None:
+            conditional = self._is_conditional(client_order_id)
+            actual = self._actual_ids.get(client_order_id) if conditional else None
+            if actual is not None:
+                venue_order_id = actual
+            elif conditional or venue_order_id is None:
+                order = await self.get_order(symbol, client_order_id=client_order_id)
+                fills_id = self._fills_order_id(order) if order is not None else None
+                if fills_id is None:
+                    return []  # unknown, or a conditional order that did not trigger
+                venue_order_id = fills_id
         if venue_order_id is None:
-            if client_order_id is None:
-                raise ValueError("order_fills needs a client_order_id or a venue_order_id")
-            order = await self.get_order(symbol, client_order_id=client_order_id)
-            if order is None:
-                return []
-            venue_order_id = order.venue_order_id
+            raise ValueError("order_fills needs a client_order_id or a venue_order_id")
+        return await self._trades_of(symbol, venue_order_id, client_order_id=client_order_id or "")
+
+    async def _trades_of(self, symbol: str, venue_order_id: str, *, client_order_id: str) -> list[Fill]:
+        """The trades of one venue order (``userTrades`` by ``orderId``), oldest first, named
+        ``client_order_id``."""
         if not venue_order_id.isdigit():
             raise ValueError(f"not a Binance order id: {venue_order_id!r}")
         rows = await self.rest.call(
@@ -601,22 +621,31 @@ class BinanceAdapter(ExchangeAdapter):
             limit=1000,
         )
         fills = [
-            parsing.user_trade(row, client_order_id=client_order_id or "")
+            parsing.user_trade(row, client_order_id=client_order_id)
             for row in rows
             if str(row.get("orderId")) == venue_order_id  # the venue's answer, checked
         ]
         fills.sort(key=lambda f: (f.ts_ms, f.trade_id))
         return fills
 
-    def _remember(self, order: Order) -> Order:
-        """Cache ``order`` (most recent last). Beyond ``_MAX_ORDERS`` the oldest closed orders are evicted,
-        those whose fills were all delivered first (a closed order with fills still owed, e.g. filled in a
-        REST answer before its stream event, waits for them or for reconciliation's backfill, unless only
-        such orders are left), and with each its delivered fill quantity (``_fill_qty``): a late event for
-        an evicted order is still de-duplicated by its trade id (``_trades``). Open orders stay."""
+    def _remember_algo(self, data: dict[str, Any]) -> Order:
+        """Cache a conditional order of an algo-order answer, with the order its trigger created."""
+        return self._remember(parsing.algo_order(data), actual_order_id=parsing.actual_order_id(data))
+
+    def _remember(self, order: Order, *, actual_order_id: str = "") -> Order:
+        """Cache ``order`` (most recent last), and for a triggered conditional order the order its
+        trigger created (``actual_order_id``, whose trades are its fills). Beyond ``_MAX_ORDERS`` the
+        oldest closed orders are evicted, those whose fills were all delivered first (a closed order with
+        fills still owed, e.g. filled in a REST answer, or a triggered stop whose fills the stream missed,
+        waits for them or for reconciliation's backfill, unless only such orders are left; a conditional
+        order without a known actual order id cannot be backfilled and counts as settled), and with each
+        its delivered fill quantity (``_fill_qty``) and actual order id: a late event for an evicted order
+        is still de-duplicated by its trade id (``_trades``). Open orders stay."""
         cid = order.client_order_id
         self._orders[cid] = order
         self._orders.move_to_end(cid)
+        if actual_order_id:
+            self._actual_ids[cid] = actual_order_id
         excess = len(self._orders) - _MAX_ORDERS
         if excess > 0:
             victims: list[str] = []
@@ -624,7 +653,7 @@ class BinanceAdapter(ExchangeAdapter):
             for c, o in self._orders.items():  # oldest first; stops at the first ``excess`` settled ones
                 if o.status.is_open:
                     continue
-                if o.type in _CONDITIONAL or o.filled_qty <= self._fill_qty.get(c, _ZERO):
+                if o.filled_qty <= self._fill_qty.get(c, _ZERO) or self._fills_order_id(o) is None:
                     victims.append(c)
                     if len(victims) == excess:
                         break
@@ -635,7 +664,15 @@ class BinanceAdapter(ExchangeAdapter):
             for c in victims:
                 del self._orders[c]
                 self._fill_qty.pop(c, None)
+                self._actual_ids.pop(c, None)
         return order
+
+    def _fills_order_id(self, order: Order) -> str | None:
+        """The venue order id whose trades are ``order``'s fills: its own, or for a conditional order the
+        order its trigger created (None while that is unknown: not triggered, or never told)."""
+        if order.type in _CONDITIONAL:
+            return self._actual_ids.get(order.client_order_id)
+        return order.venue_order_id
 
     # ---- account ----------------------------------------------------------------------------------------
     async def _all_positions(self) -> list[Position]:
@@ -827,9 +864,15 @@ class BinanceAdapter(ExchangeAdapter):
             data = parsing.unwrap(orjson.loads(raw))
             kind = data.get("e")
             if kind == "ORDER_TRADE_UPDATE":
-                self._deliver_order_update(parsing.order_trade_update(data))
+                order_update = parsing.order_trade_update(data)
+                # a triggered conditional order's execution: its order id is the trigger's actual order
+                state = order_update.order
+                actual = state.venue_order_id if state.type in _CONDITIONAL else ""
+                self._deliver_order_update(order_update, actual_order_id=actual)
             elif kind == "ALGO_UPDATE":
-                self._deliver_order_update(parsing.algo_update(data))
+                order_update = parsing.algo_update(data)
+                actual = parsing.actual_order_id(data["o"], "ai")
+                self._deliver_order_update(order_update, actual_order_id=actual)
             elif kind == "ACCOUNT_UPDATE":
                 update = parsing.account_update(
                     data, known_positions=self._positions, known_balances=self._balances
@@ -856,7 +899,7 @@ class BinanceAdapter(ExchangeAdapter):
             self.counters["malformed"] += 1
             log.warning("binance_private_malformed error=%r", str(exc)[:200])
 
-    def _deliver_order_update(self, update: OrderUpdate) -> None:
+    def _deliver_order_update(self, update: OrderUpdate, *, actual_order_id: str = "") -> None:
         if update.fill is not None:
             key = (update.fill.symbol, update.fill.trade_id)
             if key in self._trades:
@@ -865,7 +908,8 @@ class BinanceAdapter(ExchangeAdapter):
             self._see_trade(key)
             cid = update.order.client_order_id
             self._fill_qty[cid] = self._fill_qty.get(cid, Decimal(0)) + update.fill.qty
-        self._remember(update.order)  # after _fill_qty: an eviction it causes also drops that entry
+        # after _fill_qty: an eviction it causes also drops that entry
+        self._remember(update.order, actual_order_id=actual_order_id)
         self._sink(update)
 
     def _see_trade(self, key: tuple[str, str]) -> None:
@@ -921,8 +965,11 @@ class BinanceAdapter(ExchangeAdapter):
                 prev = before.get(cid)
                 delivered = self._fill_qty.get(cid, Decimal(0))
                 fills_sent = 0
-                if order.filled_qty > delivered and order.type not in _CONDITIONAL:
-                    fills_sent = await self._reconcile_fills(order, emit=emit)
+                # a conditional order's fills are the trades of the order its trigger created: backfilled
+                # once that id is known (the algo order answers name it)
+                fills_id = self._fills_order_id(order)
+                if order.filled_qty > delivered and fills_id is not None:
+                    fills_sent = await self._reconcile_fills(order, fills_id, emit=emit)
                 elif prev is not None and prev == (order.status, order.filled_qty):
                     continue
                 if emit and fills_sent == 0:
@@ -973,10 +1020,10 @@ class BinanceAdapter(ExchangeAdapter):
         rows = await self.rest.call("GET /fapi/v3/balance", self.rest.client.futures_account_balance)
         return [parsing.balance(r) for r in rows]
 
-    async def _reconcile_fills(self, order: Order, *, emit: bool) -> int:
-        fills = await self.order_fills(
-            order.symbol, client_order_id=order.client_order_id, venue_order_id=order.venue_order_id
-        )
+    async def _reconcile_fills(self, order: Order, venue_order_id: str, *, emit: bool) -> int:
+        """Deliver the trades of ``venue_order_id`` (``order``'s own id, or for a triggered conditional
+        order its actual order's) not delivered yet (trade id), each with ``order``; returns how many."""
+        fills = await self._trades_of(order.symbol, venue_order_id, client_order_id=order.client_order_id)
         sent = 0
         for fill in fills:
             key = (fill.symbol, fill.trade_id)

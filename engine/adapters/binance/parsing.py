@@ -50,6 +50,7 @@ __all__ = [
     "DepthSnapshot",
     "Kline",
     "account_update",
+    "actual_order_id",
     "agg_trade",
     "algo_order",
     "algo_update",
@@ -397,6 +398,20 @@ def algo_order(d: Mapping[str, Any]) -> Order:
         trigger_price=_price_or_none(d, "triggerPrice"),
         ts_ms=int(d.get("updateTime") or d.get("createTime") or 0),
     )
+
+
+def actual_order_id(d: Mapping[str, Any], key: str = "actualOrderId") -> str:
+    """The matching-engine order a triggered conditional order created: ``actualOrderId`` of an algo
+    order (``/fapi/v1/algoOrder``, ``openAlgoOrders``), ``ai`` of an ALGO_UPDATE's ``o``. Its executions
+    (ORDER_TRADE_UPDATE, ``userTrades``) carry this order id, not the algo id. "" before the trigger, or
+    when the payload lacks it."""
+    value = d.get(key)
+    if value is None or isinstance(value, bool) or value in ("", 0, "0"):
+        return ""
+    text = str(value)
+    if not isinstance(value, int | str) or not text.isdigit():
+        raise MalformedMessage(f"binance field {key!r} is not an order id: {value!r}")
+    return text
 
 
 def batch_orders(rows: Sequence[Mapping[str, Any]]) -> list[Order | tuple[int, str]]:

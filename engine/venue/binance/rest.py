@@ -80,6 +80,7 @@ _KLINE_MS = {
     "1w": 604_800_000,
 }
 _ZERO = Decimal(0)
+_ALL_FILLS = 2**62  # a ``core.fills`` limit above any history: every fill of the symbol
 
 
 class Security(Enum):
@@ -900,7 +901,13 @@ class BinanceRest:
         limit = _int_param(req.params, "limit", default=500)
         if not 1 <= limit <= 1000:
             raise bad_param("limit", str(limit))
-        return [wire.user_trade_json(spec, f) for f in self.ctx.core.fills(req.account, spec.symbol, limit)]
+        if not req.params.get("orderId"):
+            fills = self.ctx.core.fills(req.account, spec.symbol, limit)
+        else:  # one order's trades (a triggered conditional order's: its ``actualOrderId``)
+            order_id = _int_param(req.params, "orderId", default=0)
+            history = self.ctx.core.fills(req.account, spec.symbol, _ALL_FILLS)
+            fills = [f for f in history if f.order_id == order_id][-limit:]
+        return [wire.user_trade_json(spec, f) for f in fills]
 
     # ---- listenKey ----------------------------------------------------------------------------
 

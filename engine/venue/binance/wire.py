@@ -34,6 +34,7 @@ __all__ = [
     "CONDITIONAL_TYPES",
     "account_json",
     "account_update_event",
+    "actual_order_id",
     "agg_trade_event",
     "agg_trade_json",
     "algo_order_json",
@@ -223,8 +224,8 @@ def order_json(
 
 
 def algo_order_json(order: VenueOrder, spec: InstrumentSpec) -> dict[str, object]:
-    """A conditional (algo) order as POST/GET/DELETE /fapi/v1/algoOrder and openAlgoOrders return it."""
-    triggered = order.status not in (OrderStatus.UNTRIGGERED, OrderStatus.CANCELED, OrderStatus.EXPIRED)
+    """A conditional (algo) order as POST/GET/DELETE /fapi/v1/algoOrder and openAlgoOrders return it.
+    ``actualOrderId`` is the order its trigger created ("" before): see :func:`actual_order_id`."""
     return {
         "algoId": order.order_id,
         "clientAlgoId": order.client_order_id,
@@ -249,11 +250,20 @@ def algo_order_json(order: VenueOrder, spec: InstrumentSpec) -> dict[str, object
         "callbackRate": "",
         "createTime": order.created_ms,
         "updateTime": order.updated_ms,
-        "triggerTime": order.updated_ms if triggered else 0,
+        "triggerTime": order.triggered_ms,
         "goodTillDate": 0,
+        "actualOrderId": actual_order_id(order),
         "executedQty": qty_str(spec, order.filled_qty),
         "avgPrice": price_str(spec, order.avg_price),
     }
+
+
+def actual_order_id(order: VenueOrder) -> str:
+    """The matching-engine order a conditional order's trigger created, as Binance names it
+    (``actualOrderId`` of /fapi/v1/algoOrder, ``ai`` of ALGO_UPDATE; a string, "" before the trigger).
+    This venue executes the triggered order under the algo order's own id: its ORDER_TRADE_UPDATE frames
+    (``i``) and its ``userTrades`` rows (``orderId``) carry ``order.order_id``."""
+    return str(order.order_id) if order.triggered_ms else ""
 
 
 def exchange_info_json(
@@ -714,7 +724,7 @@ def algo_update_event(spec: InstrumentSpec, order: VenueOrder, *, ts_ms: int) ->
             "f": _tif(order.tif, order.type),
             "q": qty_str(spec, order.qty),
             "X": _algo_status(order.status),
-            "ai": "",
+            "ai": actual_order_id(order),
             "ap": price_str(spec, order.avg_price),
             "aq": qty_str(spec, order.filled_qty),
             "act": "MARKET",
@@ -726,7 +736,7 @@ def algo_update_event(spec: InstrumentSpec, order: VenueOrder, *, ts_ms: int) ->
             "cp": order.close_position,
             "pP": False,
             "R": order.reduce_only,
-            "tt": order.updated_ms if order.status is not OrderStatus.UNTRIGGERED else 0,
+            "tt": order.triggered_ms,
             "gtd": 0,
         },
     }
