@@ -84,7 +84,7 @@ from engine.errors import (
 from engine.journal import Journal
 from engine.logs import configure_logging
 from engine.metrics import Metrics, MetricsServer
-from engine.oms import ExitKind, ExitTrigger, OrderManager, Severity, dec_str, money_str
+from engine.oms import ExitKind, ExitTrigger, OrderManager, Severity, TrackedOrder, dec_str, money_str
 from engine.paper import PaperVenue
 from engine.recovery import RecoveryReport, recover
 from engine.risk import Approved, Denied, RiskLimits, Trip, UnifiedRiskManager
@@ -147,6 +147,7 @@ SUBSCRIBER_QUEUE: Final = 1_000
 _HOUSEKEEPING_S: Final = 0.25
 _PENDING_QUERY_AFTER_MS: Final = 3_000
 _FLATTEN_IDS_KEPT = 1_000  # ids of the engine's flattening orders remembered (for audits and tests)
+_FINAL_OWED_KEPT = 1_000  # ended orders waiting for their last trades before their outcome is journaled
 _LATENCY_SAMPLES: Final = 4_096
 #: A signal repeated within this many seconds is the same delivery (group + parent), not a second ask.
 _DUPLICATE_SIGNAL_S: Final = 0.5
@@ -210,6 +211,11 @@ def _pct(samples: Iterable[int], q: float) -> float | None:
         return None
     idx = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
     return data[idx] / 1000.0  # ns -> us
+
+
+def _fills_owed(tracked: TrackedOrder) -> bool:
+    """The venue's filled quantity is ahead of the fills the OMS has seen."""
+    return tracked.fill_qty < tracked.order.filled_qty
 
 
 def _signal_dict(sig: Signal) -> dict[str, Any]:
@@ -327,6 +333,10 @@ class TradingEngine:
         self._risk_restored = False
         self._jopen = False  # the journal is started and not closed: records go to it
         self._booked: dict[tuple[Venue, str], Side] = {}
+        # orders that ended (canceled, expired, rejected) with fills not yet seen: their terminal outcome
+        # is journaled when the last one arrives, so a crash before it leaves the intent unfinished and
+        # recovery backfills the trades (the outcome to write; at most _FINAL_OWED_KEPT)
+        self._final_owed: dict[tuple[Venue, str], tuple[str, dict[str, Any]]] = {}
         # the engine's own flattening orders, most recent last (at most _FLATTEN_IDS_KEPT; rare orders)
         self._flatten_ids: OrderedDict[tuple[Venue, str], None] = OrderedDict()
         self._exit_plans: dict[tuple[Venue, str], _ExitPlan] = {}
@@ -680,7 +690,13 @@ class TradingEngine:
         if fill is not None:
             if self.oms.on_fill(fill):
                 tracked = self.oms.order(*key)
-                self._on_new_fill(fill, before, tracked.status if tracked is not None else o.status)
+                status = tracked.status if tracked is not None else o.status
+                if status is OrderStatus.FILLED and tracked is not None and _fills_owed(tracked):
+                    # filled on the venue (e.g. per the REST answer) but not every trade seen yet: the
+                    # journal keeps the intent unfinished until the last one, so a crash before it is
+                    # recovered by backfilling the trades instead of losing them
+                    status = OrderStatus.PARTIALLY_FILLED
+                self._on_new_fill(fill, before, status)
         self._after_order(key)
 
     def _on_new_fill(self, fill: Fill, before: Decimal, status: OrderStatus) -> None:
@@ -747,11 +763,22 @@ class TradingEngine:
             if self._risk_live:
                 self.risk_manager.on_order_done(o.venue, o.symbol, side, max(o.qty - o.filled_qty, _ZERO))
             self._outcome(o.status.value)
-            if (j := self._j) is not None and o.status is not OrderStatus.FILLED:
+            if o.status is not OrderStatus.FILLED:
                 kind = {"canceled": "cancel", "expired": "expire", "rejected": "reject"}[o.status.value]
-                j.outcome(o.client_order_id, kind, {"status": o.status.value, "reason": o.reason})
+                self._final_owed[key] = (kind, {"status": o.status.value, "reason": o.reason})
+                if len(self._final_owed) > _FINAL_OWED_KEPT:  # trades that never came: journal the oldest
+                    old_key, (old_kind, old_data) = next(iter(self._final_owed.items()))
+                    del self._final_owed[old_key]
+                    old_cid = old_key[1]
+                    log.warning("engine_outcome_without_all_trades cid=%s kind=%s", old_cid, old_kind)
+                    if (j := self._j) is not None:
+                        j.outcome(old_cid, old_kind, {**old_data, "trades_unseen": True})
             if not o.filled_qty:
                 self._exit_plans.pop(key, None)  # never filled: no position to protect
+        if key in self._final_owed and not _fills_owed(tracked):
+            kind, data = self._final_owed.pop(key)
+            if (j := self._j) is not None:
+                j.outcome(o.client_order_id, kind, data)
         self.publish({"event": "order", **{k: v for k, v in tracked.as_dict().items() if v is not None}})
 
     def _outcome(self, outcome: str) -> None:

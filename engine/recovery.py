@@ -25,6 +25,8 @@ of truth; the journal says what this engine meant to do.
    venue's trade history (``adapter.order_fills``), journaled (the fills table ignores a trade it has)
    and fed to the OMS after the reconcile (the snapshot-time rule: a trade inside the snapshot updates
    its order and fees, not the position), so trades made while no engine ran are in the journal too.
+   Such an order's outcome (steps 4 and 5) is journaled after its trades: killed in between, the next
+   start still finds the intent unfinished and asks again (a 300-kill crash run lost a trade that way).
 
 A venue that cannot be asked (any ``VenueError``, e.g. ``VenueUnavailable``) leaves recovery incomplete:
 :attr:`RecoveryReport.completed` is False and :attr:`RecoveryReport.reason` says why; the engine starts
@@ -266,6 +268,9 @@ async def _recover_venue(
 ) -> None:
     venue = vr.venue
     traded: dict[str, Order] = {}  # client id -> the venue's order, for the orders that traded
+    # the outcome of an order that traded is journaled only after its trades (step 4): a crash in between
+    # leaves the intent unfinished, so the next recovery asks again instead of never backfilling them
+    finals: dict[str, tuple[str, dict[str, Any]]] = {}
     # 1. intents with no outcome: ask the venue by client order id before anything else
     for (v, cid), intent in journaled.items():
         if v is not venue or cid not in pending_ids:
@@ -279,10 +284,12 @@ async def _recover_venue(
             log.info("recovery_intent_never_sent venue=%s symbol=%s cid=%s", venue.value, intent.symbol, cid)
         else:
             vr.intents_adopted += 1
+            kind, data = outcome_of(order, source="recovery")
             if order.filled_qty:
                 traded[cid] = order
-            kind, data = outcome_of(order, source="recovery")
-            journal.outcome(cid, kind, data, ts_ms=now_ms)
+                finals[cid] = (kind, data)
+            else:
+                journal.outcome(cid, kind, data, ts_ms=now_ms)
             log.info(
                 "recovery_intent_adopted venue=%s symbol=%s cid=%s status=%s filled_qty=%s",
                 venue.value,
@@ -321,7 +328,10 @@ async def _recover_venue(
             kind, data = outcome_of(order, source="recovery")
         else:
             kind, data = "closed", {"source": "recovery", "reason": "not_found"}
-        journal.outcome(cid, kind, data, ts_ms=now_ms)
+        if cid in traded:
+            finals[cid] = (kind, data)
+        else:
+            journal.outcome(cid, kind, data, ts_ms=now_ms)
         log.info(
             "recovery_order_closed_out venue=%s symbol=%s cid=%s outcome=%s status=%s",
             venue.value,
@@ -343,6 +353,9 @@ async def _recover_venue(
             journal.fill(fill)
             oms.on_fill(fill)
         vr.fills_backfilled += len(fills)
+        if cid in finals:
+            kind, data = finals.pop(cid)
+            journal.outcome(cid, kind, data, ts_ms=now_ms)
         log.info(
             "recovery_order_fills venue=%s symbol=%s cid=%s fills=%d filled_qty=%s",
             venue.value,

@@ -134,3 +134,97 @@ async def test_fill_when_order_filled_then_outcome_has_status_and_intent_finishe
         fills = [o for o in await journal.outcomes(cid) if o.kind == "fill"]
         assert fills and fills[-1].data["status"] == "filled"
         assert cid not in {i.client_order_id for i in await journal.unfinished_intents()}
+
+
+def _under_market(h: Any) -> Decimal:
+    """A limit buy price 2% under the mark: it rests, inside the venue's 5% price band."""
+    return Decimal(h.core.mark("BTCUSDT").mark_price * D("0.98")).quantize(D("0.1"))
+
+
+def _fill(order: Any, trade_id: str, qty: str) -> Any:
+    from engine.types import Fill
+
+    return Fill(
+        venue=order.venue,
+        symbol=order.symbol,
+        client_order_id=order.client_order_id,
+        venue_order_id=order.venue_order_id,
+        trade_id=trade_id,
+        side=order.side,
+        position_side=order.position_side,
+        price=order.price,
+        qty=D(qty),
+        fee=D("0.01"),
+        fee_asset="USDT",
+        is_maker=True,
+        realized_pnl=D(0),
+        ts_ms=order.ts_ms + 1,
+    )
+
+
+async def test_fill_when_order_known_filled_before_its_trades_then_intent_finished_only_by_the_last(
+    tmp_path: Path,
+) -> None:
+    # the venue's answer (a REST ack, a reconcile) can say FILLED before the stream delivers the trades;
+    # journaling the first trade as "filled" would finish the intent, and a kill before the second trade
+    # would lose it for good (recovery only revisits unfinished intents)
+    import dataclasses
+
+    from engine.types import OrderStatus, OrderUpdate
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    async with engine_on_venue(tmp_path, risk={"max_order_notional": "50000"}, journal=journal) as h:
+        e = h.engine
+        res = e.submit_signal(
+            h.signal(side=Side.BUY, qty=D("0.05"), type=OrderType.LIMIT, limit_price=_under_market(h))
+        )
+        assert res.task is not None and await res.task is not None
+        cid = res.client_order_id
+        assert cid is not None
+        tracked = e.oms.order(Venue.BINANCE, cid)
+        assert tracked is not None and tracked.status is OrderStatus.NEW  # resting far under the market
+        order = tracked.order
+        filled = dataclasses.replace(
+            order, status=OrderStatus.FILLED, filled_qty=D("0.05"), ts_ms=order.ts_ms + 5
+        )
+        e._on_order_update(OrderUpdate(order=filled, fill=None))  # FILLED, no trade seen yet
+        e._on_order_update(OrderUpdate(order=filled, fill=_fill(order, "t1", "0.02")))
+        await journal.flush()
+        assert cid in {i.client_order_id for i in await journal.unfinished_intents()}
+        e._on_order_update(OrderUpdate(order=filled, fill=_fill(order, "t2", "0.03")))
+        await journal.flush()
+        assert cid not in {i.client_order_id for i in await journal.unfinished_intents()}
+        statuses = [o.data["status"] for o in await journal.outcomes(cid) if o.kind == "fill"]
+        assert statuses == ["partially_filled", "filled"]
+
+
+async def test_cancel_when_order_ended_with_trades_unseen_then_cancel_journaled_after_the_last(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    from engine.types import OrderStatus, OrderUpdate
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    async with engine_on_venue(tmp_path, risk={"max_order_notional": "50000"}, journal=journal) as h:
+        e = h.engine
+        res = e.submit_signal(
+            h.signal(side=Side.BUY, qty=D("0.05"), type=OrderType.LIMIT, limit_price=_under_market(h))
+        )
+        assert res.task is not None and await res.task is not None
+        cid = res.client_order_id
+        assert cid is not None
+        tracked = e.oms.order(Venue.BINANCE, cid)
+        assert tracked is not None
+        order = tracked.order
+        canceled = dataclasses.replace(
+            order, status=OrderStatus.CANCELED, filled_qty=D("0.02"), ts_ms=order.ts_ms + 5
+        )
+        e._on_order_update(OrderUpdate(order=canceled, fill=None))  # canceled after a trade not yet seen
+        await journal.flush()
+        assert cid in {i.client_order_id for i in await journal.unfinished_intents()}
+        assert "cancel" not in [o.kind for o in await journal.outcomes(cid)]
+        e._on_order_update(OrderUpdate(order=canceled, fill=_fill(order, "t1", "0.02")))
+        await journal.flush()
+        assert cid not in {i.client_order_id for i in await journal.unfinished_intents()}
+        assert [o.kind for o in await journal.outcomes(cid)][-2:] == ["fill", "cancel"]

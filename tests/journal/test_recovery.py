@@ -204,6 +204,53 @@ async def test_recover_when_orders_traded_while_down_then_their_fills_journaled_
     assert again.completed and await journal.fills() == fills  # both finished: nothing asked twice
 
 
+async def test_recover_when_cut_off_before_the_trades_then_intent_still_unfinished_and_next_start_backfills(
+    adapter_factory: AdapterFactory,
+    venue: VenueServer,
+    venue_name: Venue,
+    journal: Journal,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kill (here: the venue lost) after recovery learned an order filled but before its trades were
+    journaled must not finish the intent: the next start asks again and backfills them. (A 300-kill
+    crash run lost a trade when the outcome was journaled first.)"""
+    from engine.errors import VenueUnavailable
+
+    adapter, _ = await adapter_factory(venue_name)
+    req = OrderRequest(
+        venue=venue_name,
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        type=OrderType.MARKET,
+        qty=D("0.010"),
+        client_order_id=cid(),
+    )
+    await journal_intent(journal, req)  # sent, filled; the engine died before anything was journaled
+    await adapter.place_order(req)
+    trades = [t for t in venue.core.fills(KEY, "BTCUSDT") if t.client_order_id == req.client_order_id]
+    assert trades
+
+    fresh, _ = await adapter_factory(venue_name)
+
+    async def cut_off(*args: object, **kwargs: object) -> list[object]:
+        raise VenueUnavailable(venue=venue_name.value, code=None, message="cut off before the trades")
+
+    monkeypatch.setattr(fresh, "order_fills", cut_off)
+    first = await recover(journal, {venue_name: fresh}, OrderManager(), None, now_ms=now_ms())
+    assert not first.completed and await journal.fills() == []
+    assert [i.client_order_id for i in await journal.unfinished_intents()] == [req.client_order_id]
+
+    monkeypatch.undo()
+    oms = OrderManager()
+    second = await recover(journal, {venue_name: fresh}, oms, None, now_ms=now_ms())
+    assert second.completed and second.count("fills_backfilled") == len(trades)
+    fills = await journal.fills()
+    assert sorted((f.price, f.qty, f.fee) for f in fills) == sorted((t.price, t.qty, t.fee) for t in trades)
+    assert await journal.unfinished_intents() == []
+    kinds = [o.kind for o in await journal.outcomes(req.client_order_id)]
+    assert kinds[-1] == "fill"  # the terminal outcome, written after the trades
+
+
 async def test_recover_when_venue_has_order_journal_never_saw_then_adopted_as_external(
     adapter_factory: AdapterFactory, venue: VenueServer, venue_name: Venue, journal: Journal
 ) -> None:
