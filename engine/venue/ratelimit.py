@@ -8,18 +8,25 @@
   counters (``X-MBX-ORDER-COUNT-10S`` / ``-1M``, 429 with ``-1015``).
 - :class:`PerSecondLimiter`: Bybit's per-UID, per-endpoint one-second budget (retCode 10006 with
   ``X-Bapi-Limit``, ``X-Bapi-Limit-Status``, ``X-Bapi-Limit-Reset-Timestamp``).
+- :class:`BybitIpLimiter`: Bybit's per-IP request window over every REST path (600 requests in any
+  rolling 5 s by default); the request that breaks it bans the IP (HTTP 403 "access too frequent")
+  for ``ban_ms`` (10 minutes by default).
 
 Decisions are values (:class:`Decision`), never exceptions; the front-end renders them.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 __all__ = [
     "BinanceLimiter",
     "BinanceLimits",
+    "BybitIpLimiter",
+    "BybitIpLimits",
     "Decision",
+    "IpDecision",
     "PerSecondLimiter",
     "SecondDecision",
     "WindowCounter",
@@ -234,3 +241,82 @@ class PerSecondLimiter:
             remaining=max(0, limit - used),
             reset_ms=self._counter.reset_at(now_ms) if not allowed else now_ms,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BybitIpLimits:
+    """Bybit's HTTP IP limit: more than ``requests_per_window`` requests within any rolling
+    ``window_ms`` bans the IP for ``ban_ms`` (production: 600 in 5 s, then at least 10 minutes)."""
+
+    requests_per_window: int = 600
+    window_ms: int = 5_000
+    ban_ms: int = 600_000
+
+    def __post_init__(self) -> None:
+        for name in ("requests_per_window", "window_ms", "ban_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"BybitIpLimits.{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpDecision:
+    allowed: bool
+    used: int  # requests of the IP in the current rolling window (0 while banned)
+    banned_until_ms: int = 0  # when the IP's ban ends (venue epoch ms), 0 if not banned
+    ban_started: bool = False  # this request broke the limit and started the ban
+
+
+class BybitIpLimiter:
+    """Requests per IP over a rolling window; the first request over the limit starts a ban of
+    ``ban_ms``, during which every request is refused and none is counted. The window starts empty
+    again when a ban ends."""
+
+    _MAX_IPS = 100_000
+
+    def __init__(self, limits: BybitIpLimits | None = None) -> None:
+        self.limits = limits or BybitIpLimits()
+        self._seen: dict[str, deque[int]] = {}  # ip -> arrival times (ms) within the window
+        self._banned: dict[str, int] = {}  # ip -> ban end (ms)
+
+    def banned_until(self, ip: str, now_ms: int) -> int:
+        """When ``ip``'s ban ends, or 0 if it is not banned at ``now_ms``."""
+        until = self._banned.get(ip, 0)
+        if until and until <= now_ms:
+            del self._banned[ip]
+            return 0
+        return until
+
+    def check(self, ip: str, now_ms: int) -> IpDecision:
+        """Count one request of ``ip`` at ``now_ms``: allowed, or refused (banned)."""
+        until = self.banned_until(ip, now_ms)
+        if until:
+            return IpDecision(allowed=False, used=0, banned_until_ms=until)
+        lim = self.limits
+        seen = self._seen.get(ip)
+        if seen is None:
+            if len(self._seen) >= self._MAX_IPS:
+                self._forget(now_ms)
+            seen = self._seen[ip] = deque()
+        horizon = now_ms - lim.window_ms
+        while seen and seen[0] <= horizon:
+            seen.popleft()
+        seen.append(now_ms)
+        if len(seen) > lim.requests_per_window:
+            del self._seen[ip]
+            until = self._banned[ip] = now_ms + lim.ban_ms
+            return IpDecision(allowed=False, used=0, banned_until_ms=until, ban_started=True)
+        return IpDecision(allowed=True, used=len(seen))
+
+    def used(self, ip: str, now_ms: int) -> int:
+        seen = self._seen.get(ip)
+        if seen is None:
+            return 0
+        horizon = now_ms - self.limits.window_ms
+        return sum(1 for t in seen if t > horizon)
+
+    def _forget(self, now_ms: int) -> None:
+        """Bounded memory: drop the IPs with nothing left in their window and the expired bans."""
+        horizon = now_ms - self.limits.window_ms
+        self._seen = {ip: s for ip, s in self._seen.items() if s and s[-1] > horizon}
+        self._banned = {ip: t for ip, t in self._banned.items() if t > now_ms}

@@ -32,6 +32,11 @@ Venue config::
     [venue.bybit_rate_limits]         # Bybit per-UID requests per second, by endpoint (overrides
     "/v5/order/create" = 10           # engine.venue.bybit.rest.ENDPOINT_LIMITS entry by entry)
 
+    [venue.bybit_ip_limits]           # Bybit per-IP window (BybitIpLimits fields): more than
+    requests_per_window = 600         # requests_per_window in a rolling window_ms answers HTTP 403
+    window_ms = 5000                  # and bans the IP for ban_ms
+    ban_ms = 600000
+
     [venue.instruments.BTCUSDT]       # instrument overrides (engine.venue.instruments)
     min_notional = "5"
 """
@@ -66,7 +71,7 @@ from engine.venue.bybit import setup as bybit_setup
 from engine.venue.bybit.rest import ENDPOINT_LIMITS as BYBIT_ENDPOINT_LIMITS
 from engine.venue.context import VenueContext
 from engine.venue.model import ExchangeCore, FaultPlan
-from engine.venue.ratelimit import BinanceLimits
+from engine.venue.ratelimit import BinanceLimits, BybitIpLimits
 
 __all__ = [
     "AccountSpec",
@@ -114,6 +119,7 @@ class VenueConfig:
     faults: Mapping[str, object] = field(default_factory=dict)
     rate_limits: BinanceLimits = field(default_factory=BinanceLimits)
     bybit_rate_limits: Mapping[str, int] = field(default_factory=dict)
+    bybit_ip_limits: BybitIpLimits = field(default_factory=BybitIpLimits)
     instruments: Mapping[str, Any] = field(default_factory=dict)
     listen_key_validity_ms: int = 60 * 60 * 1000
     ws_queue_limit: int = 10_000
@@ -146,6 +152,7 @@ _VENUE_KEYS = {
     "faults",
     "rate_limits",
     "bybit_rate_limits",
+    "bybit_ip_limits",
     "instruments",
     "listen_key_validity_s",
     "ws_queue_limit",
@@ -283,6 +290,19 @@ def load_venue_config(path: str) -> VenueConfig:
             )
         _int(path, f"venue.bybit_rate_limits.{name}", value, lo=1, hi=1_000_000)
     kwargs["bybit_rate_limits"] = dict(bybit_table)
+    ip_table = venue.get("bybit_ip_limits", {})
+    if not isinstance(ip_table, dict):
+        raise ConfigError(path=path, key="venue.bybit_ip_limits", reason="must be a table")
+    known_ip = {f.name for f in dataclasses.fields(BybitIpLimits)}
+    for name, value in ip_table.items():
+        if name not in known_ip:
+            raise ConfigError(
+                path=path,
+                key=f"venue.bybit_ip_limits.{name}",
+                reason=f"unknown key; known: {', '.join(sorted(known_ip))}",
+            )
+        _int(path, f"venue.bybit_ip_limits.{name}", value, lo=1, hi=10**12)
+    kwargs["bybit_ip_limits"] = BybitIpLimits(**ip_table)
     instruments = venue.get("instruments", {})
     if not isinstance(instruments, dict):
         raise ConfigError(path=path, key="venue.instruments", reason="must be a table keyed by symbol")
@@ -351,6 +371,7 @@ class VenueServer:
             app,
             self.ctx,
             rate_limits=self.config.bybit_rate_limits,
+            ip_limits=self.config.bybit_ip_limits,
             queue_limit=self.config.ws_queue_limit,
         )
         control.setup(app, self.ctx)

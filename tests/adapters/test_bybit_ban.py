@@ -1,97 +1,86 @@
-"""Bybit's IP-limit ban (HTTP 403) through the adapter's REST layer: real pybit over real sockets.
+"""Bybit's IP-limit ban (HTTP 403) through the adapter's REST layer: real pybit over real sockets,
+against the local venue's own IP limit (``engine.venue.ratelimit.BybitIpLimiter``).
 
-The local venue (``engine.venue``) implements Bybit's per-UID, per-endpoint budgets (retCode 10006) but
-not the IP limit (600 requests / 5 s answered with HTTP 403), so these tests run the adapter against a
-tiny aiohttp server that plays Bybit's REST paths and bans the IP on demand: every request while the
-ban lasts gets ``403``. The server counts and stamps every request it receives, which is how the tests
-prove that nothing reached the venue during the ban. The adapter's ban length (``IP_BAN_S``, 10 min in
-production) is shortened to ``BAN_S`` for the tests.
+The venue runs with a small IP window (``LIMIT`` requests a minute) and a short ban (``BAN_S``); the
+adapter's ban length (``IP_BAN_S``, 10 min in production) is shortened to the same ``BAN_S``. The
+adapter itself breaks the venue's limit, so the 403 it handles is the venue's. An outermost
+middleware records every request that reaches the venue (wall time, path, status), which is how the
+tests prove that nothing reached the venue during the ban.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from engine.adapters.base import AdapterSettings
 from engine.adapters.bybit import BybitAdapter
 from engine.errors import Banned
 from engine.types import MarketEvent, UserEvent, Venue, VenueStatus
+from engine.venue.ratelimit import BybitIpLimits
+from engine.venue.server import AccountSpec, VenueConfig, VenueServer
+from tests.adapters.conftest import KEY, SECRET, settings_for
 
 BAN_S = 1.0
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bybit"
-INSTRUMENTS = json.loads((FIXTURES / "rest_instruments_info_linear_docs.json").read_text())
+LIMIT = 3
+IP_LIMITS = BybitIpLimits(requests_per_window=LIMIT, window_ms=60_000, ban_ms=int(BAN_S * 1000))
 
 
 @dataclass
-class FakeBybit:
-    """Bybit's REST paths on a free loopback port; ``ban(seconds)`` makes every request a 403."""
+class Recorder:
+    """Every request that reached the venue: (wall time, path, HTTP status)."""
 
-    banned_until: float = 0.0
-    requests: list[tuple[float, str, int]] = field(default_factory=list)  # (wall time, path, status)
-    url: str = ""
-
-    def ban(self, seconds: float) -> None:
-        self.banned_until = time.time() + seconds
+    requests: list[tuple[float, str, int]] = field(default_factory=list)
 
     def during(self, start: float, end: float) -> list[tuple[float, str, int]]:
         return [r for r in self.requests if start <= r[0] < end]
 
-    async def handle(self, request: web.Request) -> web.Response:
-        now = time.time()
-        if now < self.banned_until:
-            self.requests.append((now, request.path, 403))
-            # what Bybit's edge answers when the IP limit is broken: no JSON envelope
-            return web.Response(status=403, text="403 Forbidden: access too frequent")
-        self.requests.append((now, request.path, 200))
-        if request.path == "/v5/market/instruments-info":
-            return web.json_response(INSTRUMENTS)
-        if request.path == "/v5/order/realtime":
-            result: dict[str, object] = {"category": "linear", "list": [], "nextPageCursor": ""}
-            return web.json_response(
-                {"retCode": 0, "retMsg": "OK", "result": result, "time": int(now * 1000)}
-            )
-        return web.json_response({"retCode": 10001, "retMsg": f"unexpected path {request.path}"})
+    def bybit(self) -> list[tuple[float, str, int]]:
+        return [r for r in self.requests if r[1].startswith("/v5/")]
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        at = time.time()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            self.requests.append((at, request.path, exc.status))
+            raise
+        self.requests.append((at, request.path, response.status))
+        return response
 
 
 @pytest.fixture
-async def fake_bybit() -> AsyncIterator[FakeBybit]:
-    fake = FakeBybit()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
-        yield fake
-    finally:
-        await runner.cleanup()
+async def venue() -> AsyncIterator[tuple[VenueServer, Recorder]]:
+    """The local venue with a small Bybit IP window and a ``BAN_S`` ban; one account (``KEY``)."""
+    server = VenueServer(
+        accounts=[AccountSpec(key=KEY, secret=SECRET, usdt=Decimal("100000"))],
+        config=VenueConfig(bybit_ip_limits=IP_LIMITS),
+    )
+    recorder = Recorder()
+    server.app.middlewares.insert(0, recorder.middleware)  # outermost: sees the venue's 403s too
+    async with server:
+        yield server, recorder
 
 
 @pytest.fixture
 async def adapter(
-    fake_bybit: FakeBybit, monkeypatch: pytest.MonkeyPatch
+    venue: tuple[VenueServer, Recorder], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[BybitAdapter, list[MarketEvent | UserEvent]]]:
     monkeypatch.setattr("engine.adapters.bybit.rest.IP_BAN_S", BAN_S)
     events: list[MarketEvent | UserEvent] = []
-    settings = AdapterSettings(
-        venue=Venue.BYBIT,
-        rest_url=fake_bybit.url,
+    settings = settings_for(
+        venue[0],
+        Venue.BYBIT,
         ws_public_url="ws://127.0.0.1:9/v5/public/linear",  # never opened: REST only
         ws_private_url="ws://127.0.0.1:9/v5/private",
-        api_key="ban-test-key",
-        api_secret="ban-test-secret",
         symbols=("BTCUSDT",),
         request_timeout_s=3.0,
     )
@@ -106,11 +95,19 @@ def _banned_alerts(events: list[Any]) -> list[VenueStatus]:
     return [e for e in events if isinstance(e, VenueStatus) and e.status == "banned"]
 
 
+async def _spend_window(bybit: BybitAdapter, recorder: Recorder) -> None:
+    """The adapter's own calls use up the venue's IP window (each one served)."""
+    for _ in range(LIMIT):
+        assert "BTCUSDT" in await bybit.instruments()
+    assert [r[2] for r in recorder.bybit()] == [200] * LIMIT
+
+
 async def test_ip_limit_when_venue_answers_403_then_banned_raised_and_alert_emitted(
-    fake_bybit: FakeBybit, adapter: tuple[BybitAdapter, list[Any]]
+    venue: tuple[VenueServer, Recorder], adapter: tuple[BybitAdapter, list[Any]]
 ) -> None:
+    server, recorder = venue
     bybit, events = adapter
-    fake_bybit.ban(BAN_S)
+    await _spend_window(bybit, recorder)
     before_ms = int(time.time() * 1000)
 
     with pytest.raises(Banned) as raised:
@@ -120,7 +117,9 @@ async def test_ip_limit_when_venue_answers_403_then_banned_raised_and_alert_emit
     assert raised.value.venue == "bybit"
     assert before_ms + BAN_S * 1000 * 0.9 <= raised.value.until_ms <= before_ms + BAN_S * 1000 + 500
     assert 0 < raised.value.retry_after_s <= BAN_S
-    assert [r[2] for r in fake_bybit.requests] == [403]  # one request, not retried into the ban
+    # one request over the limit, answered 403 by the venue and not retried into the ban
+    assert [r[2] for r in recorder.bybit()] == [200] * LIMIT + [403]
+    assert server.ctx.counters["bybit.rest.ip_bans"] == 1
     alerts = _banned_alerts(events)
     assert len(alerts) == 1
     assert alerts[0].venue is Venue.BYBIT and alerts[0].stream == "rest"
@@ -130,32 +129,36 @@ async def test_ip_limit_when_venue_answers_403_then_banned_raised_and_alert_emit
 
 
 async def test_ip_limit_when_banned_then_no_request_sent_until_ban_ends_then_resumes(
-    fake_bybit: FakeBybit, adapter: tuple[BybitAdapter, list[Any]]
+    venue: tuple[VenueServer, Recorder], adapter: tuple[BybitAdapter, list[Any]]
 ) -> None:
+    server, recorder = venue
     bybit, events = adapter
-    fake_bybit.ban(BAN_S)
+    await _spend_window(bybit, recorder)
     with pytest.raises(Banned) as raised:
         await bybit.instruments()
     ban_ends = raised.value.until_ms / 1000.0
-    banned_at = fake_bybit.requests[0][0]
+    banned_at = recorder.bybit()[-1][0]
+    assert recorder.bybit()[-1][2] == 403
 
     # during the ban: a public and a signed call both wait in the limiter, nothing reaches the venue
+    seen = len(recorder.requests)
     instruments = asyncio.create_task(bybit.instruments())
     orders = asyncio.create_task(bybit.open_orders("BTCUSDT"))
     while time.time() < ban_ends - 0.15:
         await asyncio.sleep(0.05)
         assert not instruments.done() and not orders.done()
-        assert len(fake_bybit.requests) == 1, fake_bybit.requests
+        assert len(recorder.requests) == seen, recorder.requests
     assert bybit.limiter.banned
 
-    # after it: both calls go out once each and succeed
+    # after it: both calls go out once each and the venue, its own ban over, serves them
     async with asyncio.timeout(5.0):
         got_instruments, got_orders = await asyncio.gather(instruments, orders)
     assert "BTCUSDT" in got_instruments
     assert got_orders == []
-    assert fake_bybit.during(banned_at + 1e-6, ban_ends) == []
-    after = fake_bybit.requests[1:]
+    assert recorder.during(banned_at + 1e-6, ban_ends) == []
+    after = recorder.bybit()[LIMIT + 1 :]
     assert sorted(path for _, path, _ in after) == ["/v5/market/instruments-info", "/v5/order/realtime"]
     assert all(status == 200 and at >= ban_ends for at, _, status in after)
+    assert server.ctx.counters["bybit.rest.ip_bans"] == 1
     assert len(_banned_alerts(events)) == 1  # one ban, one alert
     assert not bybit.limiter.banned

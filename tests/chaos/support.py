@@ -134,7 +134,7 @@ def venue_main(argv: Sequence[str]) -> int:
     import uvloop
 
     from engine.venue.exchange import Exchange
-    from engine.venue.ratelimit import BinanceLimits
+    from engine.venue.ratelimit import BinanceLimits, BybitIpLimits
     from engine.venue.server import ShiftableClock, VenueConfig, VenueServer, parse_account
 
     p = argparse.ArgumentParser(prog="chaos-venue")
@@ -156,6 +156,9 @@ def venue_main(argv: Sequence[str]) -> int:
         tick_ms=a.tick_ms,
         rate_limits=limits,
         bybit_rate_limits={"/v5/order/create": a.bybit_create_per_s},
+        # like Binance's IP weight above: the 429 burst (up to ~150 Bybit requests/s for 3 * SCALE s)
+        # is about the per-UID order budget, not Bybit's 600 / 5 s IP window and its 403 ban
+        bybit_ip_limits=BybitIpLimits(requests_per_window=1_000_000),
     )
 
     async def main() -> None:

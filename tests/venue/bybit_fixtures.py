@@ -28,6 +28,7 @@ from engine.venue.bybit import BYBIT_HUB_KEY, setup
 from engine.venue.bybit.streams import BybitHub
 from engine.venue.context import VenueContext
 from engine.venue.exchange import Exchange
+from engine.venue.ratelimit import BybitIpLimits
 from tests.venue.conftest import ManualClock
 
 __all__ = [
@@ -140,11 +141,14 @@ class BybitVenue:
 
 
 @contextlib.asynccontextmanager
-async def serve(core: Exchange, clock: WallClock) -> AsyncIterator[BybitVenue]:
-    """The Bybit front-end over ``core`` on a free loopback port, for the duration of the block."""
+async def serve(
+    core: Exchange, clock: WallClock, *, ip_limits: BybitIpLimits | None = None
+) -> AsyncIterator[BybitVenue]:
+    """The Bybit front-end over ``core`` on a free loopback port, for the duration of the block
+    (``ip_limits``: the per-IP request window and ban, Bybit's 600 / 5 s and 10 minutes if None)."""
     ctx = VenueContext(core=core)
     app = web.Application()
-    setup(app, ctx, rate_limits={"/v5/order/create": 50})
+    setup(app, ctx, rate_limits={"/v5/order/create": 50}, ip_limits=ip_limits)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -139,12 +139,18 @@ async def venue(request: pytest.FixtureRequest) -> AsyncIterator[VenueServer]:
     ``scripted`` (static crowd books as in ``scripted``, BTCUSDT 59999.9 / 60000.0, 1 BTC a level,
     instead of the seeded generator), ``funding_interval_s``, ``limits`` (``BinanceLimits``),
     ``listen_key_validity_ms``, ``ws_queue_limit``, ``bybit_rate_limits`` (endpoint -> requests per
-    second), ``tick_ms``. The core's invariants are checked
+    second), ``bybit_ip_limits`` (``BybitIpLimits``), ``tick_ms``. The core's invariants are checked
     when the test ends.
     """
     opts: dict[str, object] = dict(getattr(request, "param", {}) or {})
     config_kwargs: dict[str, object] = {}
-    for name in ("funding_interval_s", "listen_key_validity_ms", "ws_queue_limit", "bybit_rate_limits"):
+    for name in (
+        "funding_interval_s",
+        "listen_key_validity_ms",
+        "ws_queue_limit",
+        "bybit_rate_limits",
+        "bybit_ip_limits",
+    ):
         if name in opts:
             config_kwargs[name] = opts[name]
     if "limits" in opts:

@@ -23,7 +23,13 @@ from engine.venue.bybit import BYBIT_HUB_KEY
 from engine.venue.bybit.auth import rest_signature
 from engine.venue.faults import FaultUpdateError, apply_fault_update, take_http_fault, take_ws_skip
 from engine.venue.model import FaultPlan
-from engine.venue.ratelimit import BinanceLimiter, BinanceLimits, PerSecondLimiter, WindowCounter
+from engine.venue.ratelimit import (
+    BinanceLimiter,
+    BinanceLimits,
+    BybitIpLimits,
+    PerSecondLimiter,
+    WindowCounter,
+)
 from engine.venue.server import VenueServer, load_venue_config, parse_account
 from tests.venue.conftest import VENUE_KEY, VENUE_SECRET
 
@@ -291,6 +297,38 @@ async def test_configured_bybit_limit_when_exceeded_through_the_server_then_retc
     assert cancel["retCode"] == 0 and cancel["_limit"] == "10"
 
 
+@pytest.mark.parametrize(
+    "venue",
+    [{"bybit_ip_limits": BybitIpLimits(requests_per_window=3, window_ms=60_000, ban_ms=60_000)}],
+    indirect=True,
+)
+async def test_configured_bybit_ip_limit_when_exceeded_through_the_server_then_403_binance_unaffected(
+    venue: VenueServer,
+) -> None:
+    async def status(http: aiohttp.ClientSession, path: str) -> int:
+        async with http.get(venue.base_url + path) as resp:
+            await resp.read()
+            return resp.status
+
+    async with aiohttp.ClientSession() as http:
+        # Binance traffic is not Bybit's: it never counts against the Bybit IP window
+        assert [await status(http, "/fapi/v1/time") for _ in range(10)] == [200] * 10
+        codes = [await status(http, "/v5/market/time") for _ in range(4)]
+        assert codes == [200, 200, 200, 403]
+        assert await status(http, "/v5/market/time") == 403
+        assert await status(http, "/fapi/v1/time") == 200  # nor does a Bybit ban touch Binance
+        async with http.get(venue.base_url + "/_venue/state") as resp:
+            counters = (await resp.json())["counters"]
+        assert counters["bybit.rest.ip_bans"] == 1 and counters["bybit.rest.http_403"] == 2
+        # the ban lasts ban_ms of venue time: the control API's clock ends it
+        async with http.post(venue.base_url + "/_venue/advance", json={"ms": 59_000}) as resp:
+            assert resp.status == 200
+        assert await status(http, "/v5/market/time") == 403
+        async with http.post(venue.base_url + "/_venue/advance", json={"ms": 1_000}) as resp:
+            assert resp.status == 200
+        assert await status(http, "/v5/market/time") == 200
+
+
 @pytest.mark.parametrize("venue", [{"ws_queue_limit": 37}], indirect=True)
 async def test_configured_ws_queue_limit_when_server_built_then_bybit_streams_use_it(
     venue: VenueServer,
@@ -320,6 +358,7 @@ def test_venue_config_when_valid_then_loaded_and_errors_name_the_key(
         '[[venue.accounts]]\nkey = "a"\nsecret_env = "VENUE_TEST_SECRET"\nusdt = "500"\n'
         "[venue.faults]\nhttp_5xx = 2\n[venue.rate_limits]\nweight_per_minute = 100\n"
         '[venue.bybit_rate_limits]\n"/v5/order/create" = 3\n'
+        "[venue.bybit_ip_limits]\nrequests_per_window = 50\nban_ms = 2000\n"
         '[venue.instruments.BTCUSDT]\nmin_notional = "5"\n'
     )
     cfg = load_venue_config(str(good))
@@ -327,6 +366,7 @@ def test_venue_config_when_valid_then_loaded_and_errors_name_the_key(
     assert cfg.accounts[0].secret == "from-env" and str(cfg.accounts[0].usdt) == "500"
     assert cfg.faults == {"http_5xx": 2} and cfg.rate_limits.weight_per_minute == 100
     assert cfg.bybit_rate_limits == {"/v5/order/create": 3}
+    assert cfg.bybit_ip_limits == BybitIpLimits(requests_per_window=50, window_ms=5_000, ban_ms=2_000)
     cases = {
         "[venue]\nbogus = 1\n": "venue.bogus",
         "[venue]\nport = 70000\n": "venue.port",
@@ -336,6 +376,9 @@ def test_venue_config_when_valid_then_loaded_and_errors_name_the_key(
         "[venue.rate_limits]\nfoo = 1\n": "venue.rate_limits.foo",
         '[venue.bybit_rate_limits]\n"/v5/nope" = 1\n': "venue.bybit_rate_limits./v5/nope",
         '[venue.bybit_rate_limits]\n"/v5/order/create" = 0\n': "venue.bybit_rate_limits./v5/order/create",
+        "[venue.bybit_ip_limits]\nban_s = 1\n": "venue.bybit_ip_limits.ban_s",
+        "[venue.bybit_ip_limits]\nwindow_ms = 0\n": "venue.bybit_ip_limits.window_ms",
+        "[venue]\nbybit_ip_limits = 600\n": "venue.bybit_ip_limits",
         '[venue.instruments.BTCUSDT]\ntick_size = "abc"\n': "venue.instruments.BTCUSDT.tick_size",
         "not toml [": "-",
     }

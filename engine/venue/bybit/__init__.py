@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from engine.venue.bybit.rest import BybitRest
 from engine.venue.bybit.streams import QUEUE_LIMIT, BybitHub
 from engine.venue.context import VenueContext
+from engine.venue.ratelimit import BybitIpLimits
 
 __all__ = ["BYBIT_HUB_KEY", "BYBIT_REST_KEY", "setup"]
 
@@ -32,15 +34,25 @@ def setup(
     ctx: VenueContext,
     *,
     rate_limits: Mapping[str, int] | None = None,
+    ip_limits: BybitIpLimits | None = None,
     queue_limit: int = QUEUE_LIMIT,
 ) -> None:
     """Mount the Bybit front-end on ``app``. ``rate_limits`` overrides entries of the per-UID,
     per-endpoint requests per second (``engine.venue.bybit.rest.ENDPOINT_LIMITS``; the endpoints it
-    does not name keep their defaults); ``queue_limit`` is how many
+    does not name keep their defaults); ``ip_limits`` is the per-IP request window and ban (HTTP 403;
+    600 requests in 5 s and a 10-minute ban by default), checked by a middleware ahead of every handler
+    so that it counts every ``/v5/...`` REST request, unknown paths included; ``queue_limit`` is how many
     messages a stream consumer may fall behind before it is disconnected."""
     hub = BybitHub(ctx, queue_limit=queue_limit)
-    rest = BybitRest(ctx, hub, limits=rate_limits)
+    rest = BybitRest(ctx, hub, limits=rate_limits, ip_limits=ip_limits)
     rest.register(app)
+
+    @web.middleware
+    async def _ip_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = rest.check_ip(request)
+        return refused if refused is not None else await handler(request)
+
+    app.middlewares.append(_ip_limit)
     app.router.add_get("/v5/public/linear", hub.handle_public)
     app.router.add_get("/v5/private", hub.handle_private)
     app[BYBIT_HUB_KEY] = hub

@@ -2,11 +2,15 @@
 3.1, 3.7).
 
 Every reply is HTTP 200 with ``{"retCode": <number>, "retMsg", "result", "retExtInfo": {}, "time"}``
-(except the injected 5xx fault). Per request, in order: injected REST faults (HTTP 503 with retCode
-10016, or a time-out that drops the connection), parameters (the GET query string or the POST JSON
-body), authentication of private endpoints over the raw bytes (:mod:`engine.venue.bybit.auth`), the
-per-UID per-endpoint one-second limit (retCode 10006; ``X-Bapi-Limit``, ``X-Bapi-Limit-Status`` and
-``X-Bapi-Limit-Reset-Timestamp`` on every private reply), then the handler. A
+(except the injected 5xx fault and the IP ban). Per request, in order: the per-IP request window
+(:meth:`BybitRest.check_ip`, run by the front-end's middleware on every ``/v5/...`` REST path, known
+or not: more than ``requests_per_window`` in a rolling ``window_ms`` bans the IP for ``ban_ms``, and
+every request of a banned IP gets HTTP 403 "access too frequent" with a non-JSON body, like Bybit's
+edge), injected REST faults (HTTP 503 with retCode 10016, or a time-out that drops the connection),
+parameters (the GET query string or the POST JSON body), authentication of private endpoints over the
+raw bytes (:mod:`engine.venue.bybit.auth`), the per-UID per-endpoint one-second limit (retCode 10006;
+``X-Bapi-Limit``, ``X-Bapi-Limit-Status`` and ``X-Bapi-Limit-Reset-Timestamp`` on every private
+reply), then the handler. A
 :class:`~engine.venue.model.VenueReject` becomes Bybit's retCode (:mod:`engine.venue.bybit.errors`);
 malformed input gets a retCode error, never an HTTP 500.
 
@@ -61,9 +65,9 @@ from engine.venue.model import (
     VenueOrder,
     VenueReject,
 )
-from engine.venue.ratelimit import PerSecondLimiter
+from engine.venue.ratelimit import BybitIpLimiter, BybitIpLimits, PerSecondLimiter
 
-__all__ = ["ENDPOINT_LIMITS", "BybitRest", "Req"]
+__all__ = ["ENDPOINT_LIMITS", "IP_BANNED_BODY", "STREAM_PATHS", "BybitRest", "Req"]
 
 log = logging.getLogger("engine.venue.bybit.rest")
 
@@ -97,6 +101,15 @@ ENDPOINT_LIMITS: dict[str, int] = {
     "/v5/account/fee-rate": 10,
     "/v5/user/query-api": 10,
 }
+
+#: the WebSocket endpoints under ``/v5/``: not REST requests, so outside the IP request window
+STREAM_PATHS = frozenset({"/v5/public/linear", "/v5/private"})
+
+#: what Bybit's edge answers an IP over its limit: HTTP 403, no JSON envelope
+IP_BANNED_BODY = (
+    "<html><head><title>403 Forbidden</title></head>"
+    "<body><h1>403 Forbidden</h1><p>access too frequent</p></body></html>"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +174,19 @@ def _page(items: list[dict[str, object]], offset: int, limit: int) -> tuple[list
 class BybitRest:
     """The ``/v5/...`` REST routes of one venue context, sharing the stream hub's state."""
 
-    def __init__(self, ctx: VenueContext, hub: BybitHub, *, limits: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: VenueContext,
+        hub: BybitHub,
+        *,
+        limits: Mapping[str, int] | None = None,
+        ip_limits: BybitIpLimits | None = None,
+    ) -> None:
         self.ctx = ctx
         self.core = ctx.core
         self.hub = hub
         self.limiter = PerSecondLimiter(limits={**ENDPOINT_LIMITS, **(limits or {})})
+        self.ip_limiter = BybitIpLimiter(ip_limits)
         self.launch_ms = ctx.now_ms()
         self.routes: dict[str, _Route] = {
             "/v5/market/time": _Route("GET", self.server_time, private=False),
@@ -197,6 +218,28 @@ class BybitRest:
             app.router.add_route(route.method, path, self.dispatch)
 
     # ---- dispatch -----------------------------------------------------------------------------
+
+    def check_ip(self, request: web.BaseRequest) -> web.Response | None:
+        """Count a ``/v5/...`` REST request against its IP's window: None to serve it, else the 403."""
+        path = request.path
+        if not path.startswith("/v5/") or path in STREAM_PATHS:
+            return None
+        ctx = self.ctx
+        ip = request.remote or "?"
+        decision = self.ip_limiter.check(ip, ctx.now_ms())
+        if decision.allowed:
+            return None
+        if decision.ban_started:
+            ctx.count("bybit.rest.ip_bans")
+            log.warning(
+                "bybit.rest.ip_banned ip=%s limit=%d window_ms=%d until_ms=%d",
+                ip,
+                self.ip_limiter.limits.requests_per_window,
+                self.ip_limiter.limits.window_ms,
+                decision.banned_until_ms,
+            )
+        ctx.count("bybit.rest.http_403")
+        return web.Response(status=403, text=IP_BANNED_BODY, content_type="text/html")
 
     def _envelope(self, result: object, code: int = 0, message: str = "OK") -> dict[str, object]:
         return wire.envelope(result, time_ms=self.ctx.now_ms(), code=code, message=message)
