@@ -95,12 +95,25 @@ async def wait_for(predicate: Callable[[], bool], *, timeout: float = 15.0, what
 
 
 def local_websocket(port: int) -> type[WebSocket]:
-    """pybit's WebSocket redirected to the local venue by overriding ``_connect`` (notes 3.2)."""
+    """pybit's WebSocket redirected to the local venue by overriding ``_connect`` (notes 3.2).
+
+    It also closes a race in pybit (5.x): ``subscribe`` records the request's ``req_id`` only after
+    sending it, and its reader thread looks that id up in the answer. Over the internet the answer takes
+    milliseconds; from a loopback venue it can arrive first, the lookup raises KeyError in the reader and
+    websocket-client closes the socket for good (1 run in ~20 hung in ``subscribe``). The reader waits (up
+    to 2 s) for the id to be recorded before pybit handles the answer."""
 
     class LocalWebSocket(WebSocket):
         def _connect(self, url: str) -> None:
             tail = url.split("/v5/", 1)[1]
             super()._connect(f"ws://127.0.0.1:{port}/v5/{tail}")
+
+        def _process_subscription_message(self, message: dict[str, Any]) -> None:
+            req_id = message.get("req_id")
+            deadline = time.monotonic() + 2.0
+            while req_id and req_id not in self.subscriptions and time.monotonic() < deadline:
+                time.sleep(0.001)
+            super()._process_subscription_message(message)
 
     return LocalWebSocket
 
