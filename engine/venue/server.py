@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -157,6 +157,24 @@ _VENUE_KEYS = {
     "listen_key_validity_s",
     "ws_queue_limit",
 }
+
+
+_L = TypeVar("_L", BinanceLimits, BybitIpLimits)
+
+
+def _limits_table(path: str, venue: dict[str, Any], key: str, cls: type[_L]) -> _L:
+    """``[venue.<key>]``: a table of ``cls``'s integer fields (each 1..10**12); unknown keys refused."""
+    table = venue.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(path=path, key=f"venue.{key}", reason="must be a table")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name, value in table.items():
+        if name not in known:
+            raise ConfigError(
+                path=path, key=f"venue.{key}.{name}", reason=f"unknown key; known: {', '.join(sorted(known))}"
+            )
+        _int(path, f"venue.{key}.{name}", value, lo=1, hi=10**12)
+    return cls(**table)
 
 
 def _int(path: str, key: str, value: object, *, lo: int, hi: int) -> int:
@@ -265,15 +283,7 @@ def load_venue_config(path: str) -> VenueConfig:
         kwargs["faults"] = faults.validate_fault_update(fault_table)
     except faults.FaultUpdateError as exc:
         raise ConfigError(path=path, key="venue.faults", reason=str(exc)) from None
-    limits_table = venue.get("rate_limits", {})
-    if not isinstance(limits_table, dict):
-        raise ConfigError(path=path, key="venue.rate_limits", reason="must be a table")
-    known_limits = {f.name for f in dataclasses.fields(BinanceLimits)}
-    for name, value in limits_table.items():
-        if name not in known_limits:
-            raise ConfigError(path=path, key=f"venue.rate_limits.{name}", reason="unknown key")
-        _int(path, f"venue.rate_limits.{name}", value, lo=1, hi=10**12)
-    kwargs["rate_limits"] = BinanceLimits(**limits_table)
+    kwargs["rate_limits"] = _limits_table(path, venue, "rate_limits", BinanceLimits)
     bybit_table = venue.get("bybit_rate_limits", {})
     if not isinstance(bybit_table, dict):
         raise ConfigError(
@@ -290,19 +300,7 @@ def load_venue_config(path: str) -> VenueConfig:
             )
         _int(path, f"venue.bybit_rate_limits.{name}", value, lo=1, hi=1_000_000)
     kwargs["bybit_rate_limits"] = dict(bybit_table)
-    ip_table = venue.get("bybit_ip_limits", {})
-    if not isinstance(ip_table, dict):
-        raise ConfigError(path=path, key="venue.bybit_ip_limits", reason="must be a table")
-    known_ip = {f.name for f in dataclasses.fields(BybitIpLimits)}
-    for name, value in ip_table.items():
-        if name not in known_ip:
-            raise ConfigError(
-                path=path,
-                key=f"venue.bybit_ip_limits.{name}",
-                reason=f"unknown key; known: {', '.join(sorted(known_ip))}",
-            )
-        _int(path, f"venue.bybit_ip_limits.{name}", value, lo=1, hi=10**12)
-    kwargs["bybit_ip_limits"] = BybitIpLimits(**ip_table)
+    kwargs["bybit_ip_limits"] = _limits_table(path, venue, "bybit_ip_limits", BybitIpLimits)
     instruments = venue.get("instruments", {})
     if not isinstance(instruments, dict):
         raise ConfigError(path=path, key="venue.instruments", reason="must be a table keyed by symbol")

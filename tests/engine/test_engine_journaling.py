@@ -136,9 +136,21 @@ async def test_fill_when_order_filled_then_outcome_has_status_and_intent_finishe
         assert cid not in {i.client_order_id for i in await journal.unfinished_intents()}
 
 
-def _under_market(h: Any) -> Decimal:
-    """A limit buy price 2% under the mark: it rests, inside the venue's 5% price band."""
-    return Decimal(h.core.mark("BTCUSDT").mark_price * D("0.98")).quantize(D("0.1"))
+async def _resting_buy(h: Any) -> tuple[str, Any]:
+    """A 0.05 limit buy sent through the engine 2% under the mark (it rests, inside the venue's 5% price
+    band): its client id and the OMS's order."""
+    from engine.types import OrderStatus
+
+    price = Decimal(h.core.mark("BTCUSDT").mark_price * D("0.98")).quantize(D("0.1"))
+    res = h.engine.submit_signal(
+        h.signal(side=Side.BUY, qty=D("0.05"), type=OrderType.LIMIT, limit_price=price)
+    )
+    assert res.task is not None and await res.task is not None
+    cid = res.client_order_id
+    assert cid is not None
+    tracked = h.engine.oms.order(Venue.BINANCE, cid)
+    assert tracked is not None and tracked.status is OrderStatus.NEW
+    return cid, tracked.order
 
 
 def _fill(order: Any, trade_id: str, qty: str) -> Any:
@@ -175,15 +187,7 @@ async def test_fill_when_order_known_filled_before_its_trades_then_intent_finish
     journal = Journal(tmp_path / "journal.sqlite")
     async with engine_on_venue(tmp_path, risk={"max_order_notional": "50000"}, journal=journal) as h:
         e = h.engine
-        res = e.submit_signal(
-            h.signal(side=Side.BUY, qty=D("0.05"), type=OrderType.LIMIT, limit_price=_under_market(h))
-        )
-        assert res.task is not None and await res.task is not None
-        cid = res.client_order_id
-        assert cid is not None
-        tracked = e.oms.order(Venue.BINANCE, cid)
-        assert tracked is not None and tracked.status is OrderStatus.NEW  # resting far under the market
-        order = tracked.order
+        cid, order = await _resting_buy(h)
         filled = dataclasses.replace(
             order, status=OrderStatus.FILLED, filled_qty=D("0.05"), ts_ms=order.ts_ms + 5
         )
@@ -208,15 +212,7 @@ async def test_cancel_when_order_ended_with_trades_unseen_then_cancel_journaled_
     journal = Journal(tmp_path / "journal.sqlite")
     async with engine_on_venue(tmp_path, risk={"max_order_notional": "50000"}, journal=journal) as h:
         e = h.engine
-        res = e.submit_signal(
-            h.signal(side=Side.BUY, qty=D("0.05"), type=OrderType.LIMIT, limit_price=_under_market(h))
-        )
-        assert res.task is not None and await res.task is not None
-        cid = res.client_order_id
-        assert cid is not None
-        tracked = e.oms.order(Venue.BINANCE, cid)
-        assert tracked is not None
-        order = tracked.order
+        cid, order = await _resting_buy(h)
         canceled = dataclasses.replace(
             order, status=OrderStatus.CANCELED, filled_qty=D("0.02"), ts_ms=order.ts_ms + 5
         )
