@@ -12,9 +12,10 @@ socket ``metrics`` (queue sizes, in-flight orders, events/s, per-adapter counter
 
 - RSS growth after warm-up (median of the last 10% of samples over the median of the first 10% after
   warm-up) under ``--max-rss-growth`` (5%);
-- no growth in queue sizes, in-flight orders, asyncio tasks (the engine's own and the loop's, from
-  ``metrics`` ``tasks``), threads or open fds (the last third's maximum at most the first post-warm-up
-  third's maximum plus a small slack);
+- no growth in queue sizes and in-flight orders (the last third's 90th percentile at most the first
+  post-warm-up third's plus a small slack: a sampled queue depth spikes for a second under load, a backlog
+  lifts the whole distribution), nor in asyncio tasks (the engine's own and the loop's, from ``metrics``
+  ``tasks``), threads or open fds (their maximum, the same way);
 - every stream connected at the end, the engine alive and answering.
 """
 
@@ -171,6 +172,14 @@ async def run_soak(
     return result
 
 
+_DEPTHS = frozenset({"user_queue", "market_queue", "inflight"})
+
+
+def _p90(values: list[int]) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
 def _verdict(
     samples: list[Sample],
     m: dict[str, Any],
@@ -202,11 +211,15 @@ def _verdict(
         "fds": 8,
     }
     for name, allow in slack.items():
-        first = max(int(getattr(s, name)) for s in post[:third])
-        last = max(int(getattr(s, name)) for s in post[-third:])
+        # queue depths are sampled instants of a queue that drains in bursts: a momentary spike (a busy
+        # second on a shared machine) is not growth, a backlog that builds up lifts the 90th percentile;
+        # counts of tasks, threads and fds must not rise at all beyond the slack: their maximum
+        stat, label = (_p90, "p90") if name in _DEPTHS else (max, "max")
+        first = stat([int(getattr(s, name)) for s in post[:third]])
+        last = stat([int(getattr(s, name)) for s in post[-third:]])
         growth[name] = [first, last]
         if last > first + allow:
-            failures.append(f"{name} grew: max {first} early, {last} late (slack {allow})")
+            failures.append(f"{name} grew: {label} {first} early, {last} late (slack {allow})")
     disconnected = [
         f"{v}:{stream}"
         for v, info in st.get("venues", {}).items()
