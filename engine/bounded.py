@@ -27,6 +27,8 @@ from collections.abc import Hashable
 
 __all__ = ["SeenKeys"]
 
+_TS_MIN, _TS_MAX = -(2**63), 2**63 - 1  # the ring's event times are int64
+
 
 class SeenKeys:
     """The last ``capacity`` keys seen (as fingerprints) with their event times; O(1) add and lookup."""
@@ -57,6 +59,7 @@ class SeenKeys:
         fp = hash(key)
         if fp in self._set:
             return False
+        ts_ms = min(max(ts_ms, _TS_MIN), _TS_MAX)  # a nonsense time must not fail half-way through
         head = self._head
         if self._size == self.capacity:
             self._set.discard(self._fps[head])

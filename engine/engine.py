@@ -335,8 +335,8 @@ class TradingEngine:
         self._booked: dict[tuple[Venue, str], Side] = {}
         # orders that ended (canceled, expired, rejected) with fills not yet seen: their terminal outcome
         # is journaled when the last one arrives, so a crash before it leaves the intent unfinished and
-        # recovery backfills the trades (the outcome to write; at most _FINAL_OWED_KEPT)
-        self._final_owed: dict[tuple[Venue, str], tuple[str, dict[str, Any]]] = {}
+        # recovery backfills the trades (quantity owed, the outcome to write; at most _FINAL_OWED_KEPT)
+        self._final_owed: dict[tuple[Venue, str], tuple[Decimal, str, dict[str, Any]]] = {}
         # the engine's own flattening orders, most recent last (at most _FLATTEN_IDS_KEPT; rare orders)
         self._flatten_ids: OrderedDict[tuple[Venue, str], None] = OrderedDict()
         self._exit_plans: dict[tuple[Venue, str], _ExitPlan] = {}
@@ -687,16 +687,30 @@ class TradingEngine:
         key = (o.venue, o.client_order_id)
         before = self.oms.position(fill.venue, fill.symbol, fill.position_side).qty if fill else _ZERO
         self.oms.on_order(o)
-        if fill is not None:
-            if self.oms.on_fill(fill):
-                tracked = self.oms.order(*key)
-                status = tracked.status if tracked is not None else o.status
-                if status is OrderStatus.FILLED and tracked is not None and _fills_owed(tracked):
-                    # filled on the venue (e.g. per the REST answer) but not every trade seen yet: the
-                    # journal keeps the intent unfinished until the last one, so a crash before it is
-                    # recovered by backfilling the trades instead of losing them
-                    status = OrderStatus.PARTIALLY_FILLED
-                self._on_new_fill(fill, before, status)
+        if fill is not None and self.oms.on_fill(fill):
+            tracked = self.oms.order(*key)
+            status = tracked.status if tracked is not None else o.status
+            owed = self._final_owed.get(key)
+            if owed is not None:  # the order ended before this trade: one fewer owed
+                remaining = owed[0] - fill.qty
+                if remaining > 0:
+                    self._final_owed[key] = (remaining, owed[1], owed[2])
+                    if owed[1] == "fill":
+                        status = OrderStatus.PARTIALLY_FILLED
+                else:
+                    del self._final_owed[key]
+                    if owed[1] == "fill":
+                        status = OrderStatus.FILLED
+            elif status is OrderStatus.FILLED and tracked is not None and _fills_owed(tracked):
+                # filled on the venue (e.g. per the REST answer) but not every trade seen yet: the journal
+                # keeps the intent unfinished until the last one, so a crash before it is recovered by
+                # backfilling the trades instead of losing them
+                self._owe(key, tracked.order.filled_qty - tracked.fill_qty, "fill", {"status": "filled"})
+                status = OrderStatus.PARTIALLY_FILLED
+            self._on_new_fill(fill, before, status)
+            if owed is not None and key not in self._final_owed and owed[1] != "fill":
+                if (j := self._j) is not None:
+                    j.outcome(o.client_order_id, owed[1], owed[2])  # the last owed trade: now it ended
         self._after_order(key)
 
     def _on_new_fill(self, fill: Fill, before: Decimal, status: OrderStatus) -> None:
@@ -753,6 +767,18 @@ class TradingEngine:
             if pos.qty:
                 self._trade_open[key] = net
 
+    def _owe(self, key: tuple[Venue, str], qty: Decimal, kind: str, data: dict[str, Any]) -> None:
+        """``key`` ended with ``qty`` of trades not seen yet: its terminal outcome (``kind``, ``data``) waits
+        for them (counted here, not through the OMS, which may forget a closed order first). Beyond
+        ``_FINAL_OWED_KEPT`` such orders the oldest is journaled as ended with its trades unseen."""
+        self._final_owed[key] = (qty, kind, data)
+        if len(self._final_owed) > _FINAL_OWED_KEPT:
+            old_key, (_, old_kind, old_data) = next(iter(self._final_owed.items()))
+            del self._final_owed[old_key]
+            log.warning("engine_outcome_without_all_trades cid=%s kind=%s", old_key[1], old_kind)
+            if (j := self._j) is not None:
+                j.outcome(old_key[1], old_kind, {**old_data, "final": True, "trades_unseen": True})
+
     def _after_order(self, key: tuple[Venue, str]) -> None:
         tracked = self.oms.order(*key)
         if tracked is None:
@@ -765,20 +791,13 @@ class TradingEngine:
             self._outcome(o.status.value)
             if o.status is not OrderStatus.FILLED:
                 kind = {"canceled": "cancel", "expired": "expire", "rejected": "reject"}[o.status.value]
-                self._final_owed[key] = (kind, {"status": o.status.value, "reason": o.reason})
-                if len(self._final_owed) > _FINAL_OWED_KEPT:  # trades that never came: journal the oldest
-                    old_key, (old_kind, old_data) = next(iter(self._final_owed.items()))
-                    del self._final_owed[old_key]
-                    old_cid = old_key[1]
-                    log.warning("engine_outcome_without_all_trades cid=%s kind=%s", old_cid, old_kind)
-                    if (j := self._j) is not None:
-                        j.outcome(old_cid, old_kind, {**old_data, "trades_unseen": True})
+                data = {"status": o.status.value, "reason": o.reason}
+                if _fills_owed(tracked):  # ended with trades not seen yet: journaled after the last one
+                    self._owe(key, o.filled_qty - tracked.fill_qty, kind, data)
+                elif (j := self._j) is not None:
+                    j.outcome(o.client_order_id, kind, data)
             if not o.filled_qty:
                 self._exit_plans.pop(key, None)  # never filled: no position to protect
-        if key in self._final_owed and not _fills_owed(tracked):
-            kind, data = self._final_owed.pop(key)
-            if (j := self._j) is not None:
-                j.outcome(o.client_order_id, kind, data)
         self.publish({"event": "order", **{k: v for k, v in tracked.as_dict().items() if v is not None}})
 
     def _outcome(self, outcome: str) -> None:

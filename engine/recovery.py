@@ -39,10 +39,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from engine.adapters.base import ExchangeAdapter
-from engine.errors import EngineError, VenueError
+from engine.errors import EngineError, MalformedMessage, VenueError
 from engine.journal import Intent, Journal
 from engine.oms import Difference, DiffKind, OrderManager, Severity, TrackedOrder
 from engine.types import EngineState, Order, OrderStatus, Venue
@@ -73,6 +74,7 @@ class VenueRecovery:
     orders_closed_out: int = 0  # unfinished in the journal, no longer open on the venue: queried
     positions: int = 0  # non-flat positions on the venue
     fills_backfilled: int = 0  # venue trades of adopted / closed-out orders, journaled (duplicates ignored)
+    trades_missing: int = 0  # orders whose trades the venue's history did not fully give back (logged)
     snapshot_ms: int = 0
     differences: list[Difference] = field(default_factory=list)
 
@@ -89,6 +91,7 @@ class VenueRecovery:
             "orders_closed_out": self.orders_closed_out,
             "positions": self.positions,
             "fills_backfilled": self.fills_backfilled,
+            "trades_missing": self.trades_missing,
             "snapshot_ms": self.snapshot_ms,
             "differences": [d.as_dict() for d in self.differences],
         }
@@ -220,7 +223,7 @@ async def recover(
             await _recover_venue(
                 journal, adapter, oms, vr, journaled, pending_ids, now_ms=now_ms, clock=clock
             )
-        except VenueError as exc:
+        except (VenueError, MalformedMessage) as exc:  # unreachable, or an answer it cannot read: paused
             vr.reason = f"{venue.value}: reconciliation not completed: {exc}"
             reasons.append(vr.reason)
             log.error("recovery_venue_incomplete venue=%s error=%r", venue.value, str(exc))
@@ -353,8 +356,21 @@ async def _recover_venue(
             journal.fill(fill)
             oms.on_fill(fill)
         vr.fills_backfilled += len(fills)
+        got = sum((f.qty for f in fills), Decimal(0))
+        if got < order.filled_qty:  # the venue's history lacks some (its look-back, a page limit)
+            vr.trades_missing += 1
+            log.warning(
+                "recovery_trades_missing venue=%s symbol=%s cid=%s filled_qty=%s trades_qty=%s",
+                venue.value,
+                order.symbol,
+                cid,
+                order.filled_qty,
+                got,
+            )
         if cid in finals:
             kind, data = finals.pop(cid)
+            if got < order.filled_qty:
+                data = {**data, "trades_missing": str(order.filled_qty - got)}
             journal.outcome(cid, kind, data, ts_ms=now_ms)
         log.info(
             "recovery_order_fills venue=%s symbol=%s cid=%s fills=%d filled_qty=%s",

@@ -1037,4 +1037,9 @@ class BinanceAdapter(ExchangeAdapter):
             if emit:
                 self._sink(OrderUpdate(order=order, fill=fill))
                 sent += 1
+        # every trade the venue lists for it has been delivered, now or before (a trade known by id was,
+        # even if this order left the cache since and its count restarted): settled, so the next
+        # reconciliation does not ask for its trades again
+        cid = order.client_order_id
+        self._fill_qty[cid] = max(self._fill_qty.get(cid, _ZERO), sum((f.qty for f in fills), _ZERO))
         return sent

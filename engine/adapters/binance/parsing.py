@@ -8,6 +8,7 @@ stream's ``{"stream", "data"}`` envelope (and of the fixtures' ``_wrapped`` test
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -77,6 +78,7 @@ __all__ = [
 ]
 
 V = Venue.BINANCE
+log = logging.getLogger("engine.adapters.binance")
 _ZERO = Decimal(0)
 _WHERE = "binance field"  # how a malformed field's message starts
 
@@ -404,13 +406,16 @@ def actual_order_id(d: Mapping[str, Any], key: str = "actualOrderId") -> str:
     """The matching-engine order a triggered conditional order created: ``actualOrderId`` of an algo
     order (``/fapi/v1/algoOrder``, ``openAlgoOrders``), ``ai`` of an ALGO_UPDATE's ``o``. Its executions
     (ORDER_TRADE_UPDATE, ``userTrades``) carry this order id, not the algo id. "" before the trigger, or
-    when the payload lacks it."""
+    when the payload lacks it. A value that is not an order id is logged and taken as unknown (""): it only
+    costs a backfill of that order's trades, where refusing the payload would drop the whole update (its
+    status included) or stop a recovery."""
     value = d.get(key)
     if value is None or isinstance(value, bool) or value in ("", 0, "0"):
         return ""
     text = str(value)
     if not isinstance(value, int | str) or not text.isdigit():
-        raise MalformedMessage(f"binance field {key!r} is not an order id: {value!r}")
+        log.warning("binance_actual_order_id_invalid field=%s value=%r", key, str(value)[:64])
+        return ""
     return text
 
 
