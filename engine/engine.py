@@ -64,7 +64,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, TextIO, TypeAlias
+from typing import Any, Final, NamedTuple, TextIO, TypeAlias
 
 from engine.adapters.base import AdapterSettings, EventSink, ExchangeAdapter
 from engine.adapters.common.ids import ClientIdGenerator
@@ -84,7 +84,7 @@ from engine.errors import (
 from engine.journal import Journal
 from engine.logs import configure_logging
 from engine.metrics import Metrics, MetricsServer
-from engine.oms import ExitKind, ExitTrigger, OrderManager, Severity, TrackedOrder, dec_str, money_str
+from engine.oms import ExitKind, ExitTrigger, OrderManager, Severity, dec_str, money_str
 from engine.paper import PaperVenue
 from engine.recovery import RecoveryReport, recover
 from engine.risk import Approved, Denied, RiskLimits, Trip, UnifiedRiskManager
@@ -213,9 +213,12 @@ def _pct(samples: Iterable[int], q: float) -> float | None:
     return data[idx] / 1000.0  # ns -> us
 
 
-def _fills_owed(tracked: TrackedOrder) -> bool:
-    """The venue's filled quantity is ahead of the fills the OMS has seen."""
-    return tracked.fill_qty < tracked.order.filled_qty
+class _Owed(NamedTuple):
+    """An ended order's outcome waiting for the trades not seen yet (``qty`` of them)."""
+
+    qty: Decimal
+    kind: str  # the journal outcome: "fill" (the order FILLED), "cancel", "expire" or "reject"
+    data: dict[str, Any]
 
 
 def _signal_dict(sig: Signal) -> dict[str, Any]:
@@ -333,10 +336,10 @@ class TradingEngine:
         self._risk_restored = False
         self._jopen = False  # the journal is started and not closed: records go to it
         self._booked: dict[tuple[Venue, str], Side] = {}
-        # orders that ended (canceled, expired, rejected) with fills not yet seen: their terminal outcome
-        # is journaled when the last one arrives, so a crash before it leaves the intent unfinished and
-        # recovery backfills the trades (quantity owed, the outcome to write; at most _FINAL_OWED_KEPT)
-        self._final_owed: dict[tuple[Venue, str], tuple[Decimal, str, dict[str, Any]]] = {}
+        # orders that ended (filled, canceled, expired, rejected) with trades not yet seen: their terminal
+        # outcome is journaled with the last one, so a crash before it leaves the intent unfinished and
+        # recovery backfills the trades (at most _FINAL_OWED_KEPT)
+        self._final_owed: dict[tuple[Venue, str], _Owed] = {}
         # the engine's own flattening orders, most recent last (at most _FLATTEN_IDS_KEPT; rare orders)
         self._flatten_ids: OrderedDict[tuple[Venue, str], None] = OrderedDict()
         self._exit_plans: dict[tuple[Venue, str], _ExitPlan] = {}
@@ -692,25 +695,22 @@ class TradingEngine:
             status = tracked.status if tracked is not None else o.status
             owed = self._final_owed.get(key)
             if owed is not None:  # the order ended before this trade: one fewer owed
-                remaining = owed[0] - fill.qty
-                if remaining > 0:
-                    self._final_owed[key] = (remaining, owed[1], owed[2])
-                    if owed[1] == "fill":
-                        status = OrderStatus.PARTIALLY_FILLED
+                if owed.qty > fill.qty:
+                    self._final_owed[key] = owed._replace(qty=owed.qty - fill.qty)
                 else:
                     del self._final_owed[key]
-                    if owed[1] == "fill":
-                        status = OrderStatus.FILLED
-            elif status is OrderStatus.FILLED and tracked is not None and _fills_owed(tracked):
+                if owed.kind == "fill":
+                    status = OrderStatus.PARTIALLY_FILLED if key in self._final_owed else OrderStatus.FILLED
+            elif status is OrderStatus.FILLED and tracked is not None and tracked.fills_owed:
                 # filled on the venue (e.g. per the REST answer) but not every trade seen yet: the journal
                 # keeps the intent unfinished until the last one, so a crash before it is recovered by
                 # backfilling the trades instead of losing them
-                self._owe(key, tracked.order.filled_qty - tracked.fill_qty, "fill", {"status": "filled"})
+                self._owe(key, _Owed(tracked.fills_owed, "fill", {"status": "filled"}))
                 status = OrderStatus.PARTIALLY_FILLED
             self._on_new_fill(fill, before, status)
-            if owed is not None and key not in self._final_owed and owed[1] != "fill":
+            if owed is not None and key not in self._final_owed and owed.kind != "fill":
                 if (j := self._j) is not None:
-                    j.outcome(o.client_order_id, owed[1], owed[2])  # the last owed trade: now it ended
+                    j.outcome(o.client_order_id, owed.kind, owed.data)  # the last owed trade: now it ended
         self._after_order(key)
 
     def _on_new_fill(self, fill: Fill, before: Decimal, status: OrderStatus) -> None:
@@ -767,17 +767,17 @@ class TradingEngine:
             if pos.qty:
                 self._trade_open[key] = net
 
-    def _owe(self, key: tuple[Venue, str], qty: Decimal, kind: str, data: dict[str, Any]) -> None:
-        """``key`` ended with ``qty`` of trades not seen yet: its terminal outcome (``kind``, ``data``) waits
-        for them (counted here, not through the OMS, which may forget a closed order first). Beyond
+    def _owe(self, key: tuple[Venue, str], owed: _Owed) -> None:
+        """``key`` ended with ``owed.qty`` of trades not seen yet: its terminal outcome waits for them
+        (counted here, not through the OMS, which may forget a closed order first). Beyond
         ``_FINAL_OWED_KEPT`` such orders the oldest is journaled as ended with its trades unseen."""
-        self._final_owed[key] = (qty, kind, data)
+        self._final_owed[key] = owed
         if len(self._final_owed) > _FINAL_OWED_KEPT:
-            old_key, (_, old_kind, old_data) = next(iter(self._final_owed.items()))
+            old_key, old = next(iter(self._final_owed.items()))
             del self._final_owed[old_key]
-            log.warning("engine_outcome_without_all_trades cid=%s kind=%s", old_key[1], old_kind)
+            log.warning("engine_outcome_without_all_trades cid=%s kind=%s", old_key[1], old.kind)
             if (j := self._j) is not None:
-                j.outcome(old_key[1], old_kind, {**old_data, "final": True, "trades_unseen": True})
+                j.outcome(old_key[1], old.kind, {**old.data, "final": True, "trades_unseen": True})
 
     def _after_order(self, key: tuple[Venue, str]) -> None:
         tracked = self.oms.order(*key)
@@ -792,8 +792,8 @@ class TradingEngine:
             if o.status is not OrderStatus.FILLED:
                 kind = {"canceled": "cancel", "expired": "expire", "rejected": "reject"}[o.status.value]
                 data = {"status": o.status.value, "reason": o.reason}
-                if _fills_owed(tracked):  # ended with trades not seen yet: journaled after the last one
-                    self._owe(key, o.filled_qty - tracked.fill_qty, kind, data)
+                if tracked.fills_owed:  # ended with trades not seen yet: journaled after the last one
+                    self._owe(key, _Owed(tracked.fills_owed, kind, data))
                 elif (j := self._j) is not None:
                     j.outcome(o.client_order_id, kind, data)
             if not o.filled_qty:

@@ -171,6 +171,11 @@ class TrackedOrder:
     def remaining_qty(self) -> Decimal:
         return max(self.order.qty - self.order.filled_qty, _ZERO)
 
+    @property
+    def fills_owed(self) -> Decimal:
+        """How far the venue's filled quantity is ahead of the fills seen (trades not delivered yet)."""
+        return max(self.order.filled_qty - self.fill_qty, _ZERO)
+
     def as_dict(self) -> dict[str, str | bool | None]:
         o = self.order
         return {
@@ -543,9 +548,6 @@ class _Exits:
         self.orders: dict[ExitKind, str] = {}
         self.armed = False
         self.fired: set[ExitKind] = set()
-
-
-# ---- bounded memory of keys ---------------------------------------------------------------------------
 
 
 # ---- the manager --------------------------------------------------------------------------------------

@@ -356,21 +356,21 @@ async def _recover_venue(
             journal.fill(fill)
             oms.on_fill(fill)
         vr.fills_backfilled += len(fills)
-        got = sum((f.qty for f in fills), Decimal(0))
-        if got < order.filled_qty:  # the venue's history lacks some (its look-back, a page limit)
+        missing = order.filled_qty - sum((f.qty for f in fills), Decimal(0))
+        if missing > 0:  # the venue's history lacks some (its look-back, a page limit)
             vr.trades_missing += 1
             log.warning(
-                "recovery_trades_missing venue=%s symbol=%s cid=%s filled_qty=%s trades_qty=%s",
+                "recovery_trades_missing venue=%s symbol=%s cid=%s filled_qty=%s missing_qty=%s",
                 venue.value,
                 order.symbol,
                 cid,
                 order.filled_qty,
-                got,
+                missing,
             )
         if cid in finals:
             kind, data = finals.pop(cid)
-            if got < order.filled_qty:
-                data = {**data, "trades_missing": str(order.filled_qty - got)}
+            if missing > 0:
+                data = {**data, "trades_missing": str(missing)}
             journal.outcome(cid, kind, data, ts_ms=now_ms)
         log.info(
             "recovery_order_fills venue=%s symbol=%s cid=%s fills=%d filled_qty=%s",

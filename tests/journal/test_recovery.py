@@ -70,6 +70,13 @@ def resting_buy(venue_name: Venue, server: VenueServer, qty: str = "0.010") -> O
     )
 
 
+def market(venue_name: Venue, side: Side, qty: str, symbol: str = "BTCUSDT") -> OrderRequest:
+    """A market order request with a fresh client id (it fills at once)."""
+    return OrderRequest(
+        venue=venue_name, symbol=symbol, side=side, type=OrderType.MARKET, qty=D(qty), client_order_id=cid()
+    )
+
+
 async def journal_intent(j: Journal, req: OrderRequest) -> None:
     await j.intent(
         client_order_id=req.client_order_id,
@@ -151,22 +158,8 @@ async def test_recover_when_orders_traded_while_down_then_their_fills_journaled_
     adapter_factory: AdapterFactory, venue: VenueServer, venue_name: Venue, journal: Journal
 ) -> None:
     adapter, _ = await adapter_factory(venue_name)
-    pending = OrderRequest(
-        venue=venue_name,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        type=OrderType.MARKET,
-        qty=D("0.030"),
-        client_order_id=cid(),
-    )
-    acked = OrderRequest(
-        venue=venue_name,
-        symbol="BTCUSDT",
-        side=Side.SELL,
-        type=OrderType.MARKET,
-        qty=D("0.010"),
-        client_order_id=cid(),
-    )
+    pending = market(venue_name, Side.BUY, "0.030")
+    acked = market(venue_name, Side.SELL, "0.010")
     await journal_intent(journal, pending)  # sent, the engine died before the ack was journaled
     await adapter.place_order(pending)
     await journal_intent(journal, acked)
@@ -217,14 +210,7 @@ async def test_recover_when_cut_off_before_the_trades_then_intent_still_unfinish
     from engine.errors import VenueUnavailable
 
     adapter, _ = await adapter_factory(venue_name)
-    req = OrderRequest(
-        venue=venue_name,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        type=OrderType.MARKET,
-        qty=D("0.010"),
-        client_order_id=cid(),
-    )
+    req = market(venue_name, Side.BUY, "0.010")
     await journal_intent(journal, req)  # sent, filled; the engine died before anything was journaled
     await adapter.place_order(req)
     trades = [t for t in venue.core.fills(KEY, "BTCUSDT") if t.client_order_id == req.client_order_id]
@@ -271,14 +257,7 @@ async def test_recover_when_positions_open_on_venue_then_oms_positions_equal_ven
 ) -> None:
     adapter, _ = await adapter_factory(venue_name)
     for symbol, side, qty in (("BTCUSDT", Side.BUY, "0.020"), ("ETHUSDT", Side.SELL, "0.30")):
-        req = OrderRequest(
-            venue=venue_name,
-            symbol=symbol,
-            side=side,
-            type=OrderType.MARKET,
-            qty=D(qty),
-            client_order_id=cid(),
-        )
+        req = market(venue_name, side, qty, symbol)
         await journal_intent(journal, req)
         await adapter.place_order(req)  # filled; the engine died before journaling anything else
     oms = OrderManager()
